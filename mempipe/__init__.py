@@ -1,0 +1,55 @@
+"""mempipe: small local language-model agents composed with `|`.
+
+    from mempipe import read, summarize, ask
+    answer = (read("book.txt") | summarize() | ask("Who is the story about?")).run()
+
+Each function returns an agent; `|` joins agents into a Pipeline; `pipe(text)` parses the
+same pipeline from the DSL the CLI takes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mempipe.agents.ask import Ask
+from mempipe.agents.base import Agent, MapAgent, ReduceAgent, SourceAgent
+from mempipe.agents.chunk import Chunk
+from mempipe.agents.function import agent
+from mempipe.agents.map import Map
+from mempipe.agents.read import Read
+from mempipe.agents.summarize import Summarize
+from mempipe.errors import MempipeError
+from mempipe.pipes.build import parse as pipe
+from mempipe.pipes.item import Item
+from mempipe.pipes.pipeline import Pipeline
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Agent", "Item", "MapAgent", "MempipeError", "Pipeline", "ReduceAgent", "SourceAgent",
+    "agent", "ask", "chunk", "map", "pipe", "read", "summarize",
+]
+
+
+def read(*paths: str) -> Read:
+    """Files, globs or directories as items, one per file; no paths (or "-") reads stdin."""
+    return Read(paths=list(paths) or ["-"])
+
+
+def chunk(tokens: int = 800, overlap: int = 0, **options: Any) -> Chunk:
+    """Each item cut into sentence-respecting pieces of at most `tokens` tokens."""
+    return Chunk(tokens=tokens, overlap=overlap, **options)
+
+
+def summarize(words: int = 150, **options: Any) -> Summarize:
+    """One summary of everything piped in, at most `words` words."""
+    return Summarize(words=words, **options)
+
+
+def ask(question: str, **options: Any) -> Ask:
+    """The answer to `question` from what is piped in."""
+    return Ask(question=question, **options)
+
+
+def map(instruction: str, **options: Any) -> Map:  # noqa: A001 - the DSL's name for it
+    """`instruction` applied to each item."""
+    return Map(instruction=instruction, **options)

@@ -1,0 +1,3 @@
+from mempipe.cli import main
+
+main()

@@ -1,0 +1,196 @@
+"""The `mempipe` command: a thin layer over the Python API.
+
+    mempipe "summarize book.txt | ask 'who said X'"
+    cat x | mempipe "chunk --tokens 800 | summarize"
+    mempipe agents | models | logs
+
+All errors end here, as one line on stderr and an exit code: 2 for bad input, 1 for a
+failure while running, 130 for Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+import time
+
+import anyio
+import click
+from click_default_group import DefaultGroup
+
+from mempipe import __version__
+from mempipe.errors import MempipeError, UsageError
+
+
+@click.group(cls=DefaultGroup, default="run", default_if_no_args=True)
+@click.version_option(__version__, prog_name="mempipe")
+def cli() -> None:
+    """Compose small local language-model agents with pipes.
+
+    mempipe "summarize book.txt | ask 'Who is the story about?'"
+    """
+
+
+@cli.command(context_settings={"ignore_unknown_options": True})
+@click.argument("words", nargs=-1, type=click.UNPROCESSED)
+@click.option("-f", "--file", "script", type=click.File("r"), help="Run the pipeline in FILE.")
+@click.option("--model", help="Model directory or hub id (default: MEMPIPE_MODEL, else the "
+              "bundled SmolLM2-135M-Instruct).")
+@click.option("--json", "as_json", is_flag=True, help="Output items as JSON lines.")
+@click.option("--trace", is_flag=True, help="Per-stage items, tokens and seconds on stderr.")
+def run(words: tuple[str, ...], script: click.utils.LazyFile | None, model: str | None,
+        as_json: bool, trace: bool) -> None:
+    """Run a pipeline: STAGE ['|' STAGE]... (quote it, or give it in words)."""
+    from mempipe.config import model_name
+    from mempipe.pipes.build import parse
+    from mempipe.pipes.progress import Progress
+    from mempipe.pipes.trace import Trace
+
+    if script is not None and words:
+        raise UsageError("give a pipeline or --file, not both")
+    text = script.read() if script is not None else _pipeline_text(words)
+    if not text.strip():
+        raise UsageError('no pipeline given; try: mempipe "summarize FILE" (mempipe --help)')
+    pipeline = parse(text)
+    stats = Trace()
+    outputs: list[str] = []
+    started = time.perf_counter()
+    status, error = "ok", None
+
+    async def main() -> None:
+        with Progress(enabled=sys.stderr.isatty()) as progress:
+            async for item in pipeline.stream(model=model, trace=stats, progress=progress):
+                line = item.model_dump_json() if as_json else item.text.rstrip("\n")
+                sys.stdout.write(("\n" if as_json or not outputs else "\n\n") + line
+                                 if outputs else line)
+                sys.stdout.flush()
+                outputs.append(item.text)
+        if outputs:
+            sys.stdout.write("\n")
+            sys.stdout.flush()
+
+    try:
+        anyio.run(main)
+    except BaseException as exc:
+        status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "error"
+        error = str(exc) or type(exc).__name__
+        raise
+    finally:
+        if trace:
+            for stage in stats.stages:
+                click.echo(stage.line(), err=True)
+        _log(text.strip(), model_name(model), stats, status, error,
+             time.perf_counter() - started, "\n\n".join(outputs))
+
+
+def _pipeline_text(words: tuple[str, ...]) -> str:
+    """One word is the pipeline as written; several are re-quoted, bare `|` kept."""
+    if len(words) == 1:
+        return words[0]
+    return " ".join(w if w == "|" else shlex.quote(w) for w in words)
+
+
+def _log(pipeline: str, model: str, trace: object, status: str, error: str | None,
+         seconds: float, output: str) -> None:
+    from mempipe import logs
+
+    try:
+        logs.record(pipeline, model, trace, status, error, seconds, output)  # type: ignore[arg-type]
+    except Exception as exc:  # a full disk must not turn a good run into a failed one
+        click.echo(f"mempipe: warning: could not log this run: {exc}", err=True)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per agent.")
+def agents(as_json: bool) -> None:
+    """Every agent, one line each, with its options."""
+    from mempipe.agents.registry import all_agents
+
+    for cls in all_agents():
+        options = {name: (None if field.is_required() else field.get_default(
+            call_default_factory=True)) for name, field in cls.model_fields.items()}
+        about = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+        if as_json:
+            click.echo(json.dumps({"name": cls.name, "kind": cls.kind, "about": about,
+                                   "arguments": list(cls.positional), "options": options}))
+            continue
+        args = " ".join(f"<{p}>" for p in cls.positional)
+        flags = " ".join(f"--{n.replace('_', '-')}={v}" for n, v in options.items()
+                         if n not in cls.positional)
+        click.echo(f"{cls.name:<10} {cls.kind:<7} {about}  {args} {flags}".rstrip())
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per model.")
+def models(as_json: bool) -> None:
+    """Models available without a download: which is the default, where each lives."""
+    from mempipe.config import home
+    from mempipe.engine.models import installed
+
+    for info in installed():
+        if as_json:
+            click.echo(info.model_dump_json())
+        else:
+            mark = "*" if info.default else " "
+            click.echo(f"{mark} {info.name:<24} {info.status:<36} {info.path or ''}".rstrip())
+    if not as_json:
+        click.echo(f"(* the model runs use; home: {home()})", err=True)
+
+
+@cli.command()
+@click.option("-n", "--count", default=5, show_default=True, help="How many recent runs.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per run.")
+@click.option("--path", "show_path", is_flag=True, help="Print the log database's path.")
+def logs(count: int, as_json: bool, show_path: bool) -> None:
+    """Recent runs: pipeline, status, time, and per-stage tokens."""
+    from mempipe import logs as log_db
+
+    if show_path:
+        click.echo(str(log_db.path()))
+        return
+    for run in log_db.recent(count):
+        if as_json:
+            click.echo(json.dumps(run))
+            continue
+        click.echo(f"#{run['id']} {run['started']} {run['status']} {run['seconds']:.1f}s "
+                   f"[{run['model']}] {run['pipeline']}")
+        if run["error"]:
+            click.echo(f"    error: {run['error']}")
+        for s in run["stages"]:
+            click.echo(f"    {s['name']}: {s['items_in']} in, {s['items_out']} out, "
+                       f"{s['calls']} calls, {s['tokens_in']}+{s['tokens_out']} tokens, "
+                       f"{s['seconds']:.1f}s")
+
+
+def main() -> None:
+    """Entry point: run the CLI and turn every failure into one line and an exit code."""
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        _fail("interrupted", 130)
+    except click.ClickException as exc:
+        _fail(exc.format_message(), exc.exit_code)
+    except MempipeError as exc:
+        _fail(str(exc), exc.exit_code)
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+    except BrokenPipeError:
+        # The reader went away (`| head`): exit quietly, as unix tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(141)
+    except Exception as exc:
+        if os.environ.get("MEMPIPE_DEBUG"):
+            raise
+        _fail(f"internal error: {type(exc).__name__}: {exc} (MEMPIPE_DEBUG=1 shows where)", 1)
+
+
+def _fail(message: str, code: int) -> None:
+    print(f"mempipe: {message}", file=sys.stderr)
+    sys.stderr.flush()
+    # Skip interpreter shutdown: it would wait for a model thread still finishing its step.
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,23 @@
+"""The model runtime every agent shares: one engine per model per process."""
+
+from __future__ import annotations
+
+from mempipe.engine.base import Engine, Generation, GenerationRequest, Message
+
+__all__ = ["Engine", "Generation", "GenerationRequest", "Message", "get_engine"]
+
+_engines: dict[str, Engine] = {}
+
+
+def get_engine(model: str | None = None) -> Engine:
+    """The process-wide engine for `model` (default: MEMPIPE_MODEL, else the bundled model).
+
+    Created on first use and loaded lazily, so that concurrent agents share one model and
+    their requests batch together."""
+    from mempipe.config import model_name
+    from mempipe.engine.local import LocalEngine
+
+    name = model_name(model)
+    if name not in _engines:
+        _engines[name] = LocalEngine(name)
+    return _engines[name]

@@ -1,0 +1,54 @@
+"""The engine contract: what a request holds, what comes back, what an engine offers."""
+
+from __future__ import annotations
+
+from typing import Literal, Protocol
+
+from pydantic import BaseModel, Field
+
+from mempipe.config import DEFAULT_BUDGET
+
+
+class Message(BaseModel):
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class GenerationRequest(BaseModel):
+    """One chat completion. `budget` is the calling agent's context budget: prompt tokens
+    plus `max_tokens` must fit it, or the engine refuses the request."""
+
+    messages: list[Message]
+    max_tokens: int = Field(default=256, ge=1)
+    temperature: float = Field(default=0.0, ge=0.0)
+    stop: list[str] = Field(default_factory=list)
+    budget: int = DEFAULT_BUDGET
+    agent: str = "?"
+
+
+class Generation(BaseModel):
+    """The completion text with its token counts and the seconds its batch took."""
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    seconds: float
+    finish_reason: Literal["stop", "length"]
+
+
+class Engine(Protocol):
+    """What agents need from a model: token counts to plan within a budget, and generation."""
+
+    name: str
+
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        """Tokens in each text, without chat framing."""
+        ...
+
+    def prompt_tokens(self, messages: list[Message]) -> int:
+        """Tokens the messages take once framed by the chat template."""
+        ...
+
+    async def generate(self, request: GenerationRequest) -> Generation:
+        """Complete one request; concurrent calls are batched together."""
+        ...

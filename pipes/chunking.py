@@ -1,0 +1,94 @@
+"""Cutting text into pieces that fit a token budget, on sentence boundaries where possible.
+
+Every agent that meets input too long for its context calls this, so none truncates."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+Counter = Callable[[list[str]], list[int]]  # tokens in each text
+Span = tuple[int, int]
+
+# A sentence ends after . ! ? (and any closing quotes or brackets) before whitespace,
+# or at a blank line.
+_SENTENCE_END = re.compile(r"""(?<=[.!?])["'”’)\]]*\s+|\n\s*\n\s*""")
+_WORD = re.compile(r"\S+\s*|\s+")
+_CHARS_PER_TOKEN_FLOOR = 4  # a token can cover as little as one byte of UTF-8
+
+
+def sentence_spans(text: str) -> list[Span]:
+    """Spans covering `text` end to end, one per sentence (with its trailing space)."""
+    spans, start = [], 0
+    for match in _SENTENCE_END.finditer(text):
+        if match.end() > start:
+            spans.append((start, match.end()))
+            start = match.end()
+    if start < len(text):
+        spans.append((start, len(text)))
+    return spans
+
+
+def chunk_spans(text: str, max_tokens: int, count: Counter, overlap: int = 0) -> list[Span]:
+    """Spans of `text`, each at most `max_tokens` tokens, cut between sentences (between
+    words inside an over-long sentence); consecutive chunks share up to `overlap` tokens."""
+    if max_tokens < 1:
+        raise ValueError("max_tokens must be positive")
+    if not text.strip():
+        return []
+    pieces = _pieces(text, sentence_spans(text), max_tokens, count)
+    sizes = count([text[a:b] for a, b in pieces])
+    chunks: list[Span] = []
+    i = 0
+    while i < len(pieces):
+        j, total = i, 0
+        while j < len(pieces) and (j == i or total + sizes[j] <= max_tokens):
+            total += sizes[j]
+            j += 1
+        chunks.append((pieces[i][0], pieces[j - 1][1]))
+        if j >= len(pieces):
+            break
+        # Step back over trailing pieces for the overlap, but always move forward.
+        back, shared = j, 0
+        while back - 1 > i and shared + sizes[back - 1] <= overlap:
+            back -= 1
+            shared += sizes[back]
+        i = back
+    # Token counts of joined pieces can differ from their sum by a few; recheck.
+    checked: list[Span] = []
+    for (a, b), n in zip(chunks, count([text[a:b] for a, b in chunks])):
+        if n <= max_tokens or b - a <= 1:
+            checked.append((a, b))
+        else:
+            inner = chunk_spans(text[a:b], max(1, max_tokens * 9 // 10), count, 0)
+            checked.extend((a + x, a + y) for x, y in inner)
+    return checked
+
+
+def _pieces(text: str, spans: list[Span], max_tokens: int, count: Counter) -> list[Span]:
+    """Sentences, with any sentence over `max_tokens` split into words, and any word over
+    it into runs of characters."""
+    sizes = count([text[a:b] for a, b in spans])
+    out: list[Span] = []
+    for (a, b), n in zip(spans, sizes):
+        if n <= max_tokens:
+            out.append((a, b))
+            continue
+        for word in _WORD.finditer(text, a, b):
+            s, e = word.span()
+            step = max(1, max_tokens // _CHARS_PER_TOKEN_FLOOR)
+            if e - s > step:
+                out.extend((k, min(k + step, e)) for k in range(s, e, step))
+            else:
+                out.append((s, e))
+    return out
+
+
+def trim_words(text: str, limit: int) -> str:
+    """`text` cut to at most `limit` words, at the last sentence end that fits if one does."""
+    found = list(re.finditer(r"\S+", text))
+    if len(found) <= limit:
+        return text.strip()
+    cut = text[: found[limit - 1].end()]
+    ends = [m.end() for m in _SENTENCE_END.finditer(cut)]
+    return (cut[: ends[-1]] if ends else cut).strip()

@@ -1,0 +1,89 @@
+"""What a running agent can reach: the shared engine, its budget, chunking and progress."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeVar
+
+from mempipe.engine.base import Engine, GenerationRequest, Message
+from mempipe.pipes.chunking import chunk_spans
+from mempipe.pipes.item import Item
+from mempipe.pipes.progress import Progress, Task
+from mempipe.pipes.trace import Call, StageStats, Trace
+
+if TYPE_CHECKING:
+    from mempipe.agents.base import Agent
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@dataclass
+class Context:
+    """Handed to one stage's agent; every model call goes through `generate` so that the
+    stage's budget is enforced and its tokens are counted."""
+
+    engine: Engine
+    agent: Agent
+    stats: StageStats
+    trace: Trace
+    progress: Progress
+
+    @property
+    def budget(self) -> int:
+        return self.agent.budget
+
+    def warn(self, message: str) -> None:
+        """A warning on stderr; stdout belongs to the pipe."""
+        print(f"mempipe: warning: {self.stats.name}: {message}", file=sys.stderr)
+
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        return self.engine.count_tokens(texts)
+
+    def room(self, max_tokens: int, frame: str, system: str | None = None) -> int:
+        """Tokens left for input text in a prompt made of `frame` (the prompt with its
+        text left empty) and `system`, after `max_tokens` of output."""
+        return self.budget - max_tokens - self.engine.prompt_tokens(_messages(frame, system)) - 4
+
+    def chunks(self, item: Item, max_tokens: int, overlap: int = 0) -> list[Item]:
+        """`item` cut into sentence-respecting pieces of at most `max_tokens` tokens, each
+        with its index in `meta["chunk"]`."""
+        spans = chunk_spans(item.text, max_tokens, self.count_tokens, overlap)
+        return [item.part(a, b, chunk=i) for i, (a, b) in enumerate(spans)]
+
+    async def generate(self, prompt: str, *, system: str | None = None, max_tokens: int = 256,
+                       temperature: float = 0.0, stop: Sequence[str] = ()) -> str:
+        """The model's reply to `prompt`, within this agent's budget (refused if over)."""
+        request = GenerationRequest(messages=_messages(prompt, system), max_tokens=max_tokens,
+                                    temperature=temperature, stop=list(stop),
+                                    budget=self.budget, agent=self.stats.name)
+        result = await self.engine.generate(request)
+        self.stats.calls += 1
+        self.stats.tokens_in += result.prompt_tokens
+        self.stats.tokens_out += result.completion_tokens
+        self.trace.calls.append(Call(stage=self.stats.index, agent=self.stats.name,
+                                     prompt=prompt if system is None else f"{system}\n\n{prompt}",
+                                     output=result.text, tokens_in=result.prompt_tokens,
+                                     tokens_out=result.completion_tokens,
+                                     seconds=result.seconds))
+        return result.text
+
+    async def map(self, fn: Callable[[T], Awaitable[R]], values: Sequence[T],
+                  description: str | None = None, limit: int = 8) -> list[R]:
+        """fn over values concurrently (at most `limit` at once), results in input order."""
+        from mempipe.pipes.run import gather
+
+        task: Task = self.progress.task(description or self.stats.name, len(values))
+        try:
+            return await gather(fn, values, limit, on_done=task.advance)
+        finally:
+            task.done()
+
+
+def _messages(prompt: str, system: str | None) -> list[Message]:
+    messages = [Message(role="user", content=prompt)]
+    if system is not None:
+        messages.insert(0, Message(role="system", content=system))
+    return messages

@@ -1,0 +1,94 @@
+"""A pipeline: stages joined by `|`, built the same way from Python and from the DSL."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+
+import anyio
+
+from mempipe.agents.base import Agent, SourceAgent
+from mempipe.engine.base import Engine
+from mempipe.pipes.item import Item
+from mempipe.pipes.progress import Progress
+from mempipe.pipes.trace import Trace
+
+Input = str | Item | Iterable[str | Item] | None
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """Agents in order. `run` gives the output text; `items` the output items; `stream`
+    yields items as they are produced. With no source stage, input comes from `input`,
+    else from stdin."""
+
+    stages: tuple[Agent, ...]
+
+    def __or__(self, other: Agent | Pipeline) -> Pipeline:
+        more = other.stages if isinstance(other, Pipeline) else (other,)
+        return Pipeline(self.stages + more)
+
+    def __str__(self) -> str:
+        from mempipe.pipes.build import to_dsl
+
+        return to_dsl(self)
+
+    def run(self, input: Input = None, **options: object) -> str:
+        """The output text, items separated by blank lines: what the CLI prints."""
+        return "\n\n".join(item.text for item in self.items(input, **options))
+
+    def items(self, input: Input = None, **options: object) -> list[Item]:
+        async def collect() -> list[Item]:
+            return [item async for item in self.stream(input, **options)]  # type: ignore[arg-type]
+
+        return anyio.run(collect)
+
+    async def arun(self, input: Input = None, **options: object) -> str:
+        items = [item async for item in self.stream(input, **options)]  # type: ignore[arg-type]
+        return "\n\n".join(item.text for item in items)
+
+    async def stream(self, input: Input = None, *, model: str | None = None,
+                     engine: Engine | None = None, trace: Trace | None = None,
+                     progress: Progress | None = None) -> AsyncIterator[Item]:
+        """Output items as the last stage produces them."""
+        from mempipe.engine import get_engine
+        from mempipe.pipes.run import run_stages
+
+        stages = self.with_source(input)
+        send, receive = anyio.create_memory_object_stream[Item]()
+        async with anyio.create_task_group() as tg:
+
+            async def produce() -> None:
+                async with send:
+                    await run_stages(stages, engine or get_engine(model), send.send,
+                                     trace or Trace(), progress or Progress())
+
+            tg.start_soon(produce)
+            try:
+                async with receive:
+                    async for item in receive:
+                        yield item
+            finally:
+                tg.cancel_scope.cancel()  # the caller stopped early: stop the stages too
+
+    def with_source(self, input: Input = None) -> tuple[Agent, ...]:
+        """The stages to run: as they are when the first is a source, else fed `input`
+        (or stdin when there is none)."""
+        from mempipe.agents.read import Given, Read
+
+        if not self.stages:
+            raise ValueError("a pipeline needs at least one stage")
+        if isinstance(self.stages[0], SourceAgent):
+            if input is not None:
+                raise ValueError(f"{self.stages[0].name} reads its own input; do not pass input")
+            return self.stages
+        if input is None:
+            return (Read(paths=["-"]), *self.stages)
+        return (Given(items=_as_items(input)), *self.stages)
+
+
+def _as_items(input: Input) -> list[Item]:
+    values = [input] if isinstance(input, str | Item) else list(input or [])
+    return [v if isinstance(v, Item) else Item(text=v, source="<input>", span=(0, len(v)))
+            for v in values]
+

@@ -1,0 +1,46 @@
+"""Progress bars on stderr (stdout belongs to the pipe); silent unless enabled."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class Progress:
+    """One rich progress display shared by every stage of a run; no-op when disabled."""
+
+    def __init__(self, enabled: bool = False):
+        self._bars: Any = None
+        if enabled:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+            from rich.progress import Progress as RichProgress
+
+            self._bars = RichProgress(TextColumn("{task.description}"), BarColumn(),
+                                      MofNCompleteColumn(), TimeElapsedColumn(),
+                                      console=Console(stderr=True), transient=True)
+
+    def __enter__(self) -> Progress:
+        if self._bars is not None:
+            self._bars.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bars is not None:
+            self._bars.stop()
+
+    def task(self, description: str, total: int) -> Task:
+        return Task(self._bars, description, total)
+
+
+class Task:
+    def __init__(self, bars: Any, description: str, total: int):
+        self._bars = bars
+        self._id = bars.add_task(description, total=total) if bars is not None else None
+
+    def advance(self, steps: int = 1) -> None:
+        if self._bars is not None:
+            self._bars.advance(self._id, steps)
+
+    def done(self) -> None:
+        if self._bars is not None:
+            self._bars.remove_task(self._id)

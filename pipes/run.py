@@ -1,0 +1,153 @@
+"""Running a pipeline: one task per stage, joined by bounded streams (backpressure).
+
+The first stage to fail cancels the others and is named in the error."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+import anyio
+from anyio.abc import ObjectReceiveStream, ObjectSendStream
+
+from mempipe.agents.base import Agent, MapAgent, ReduceAgent, SourceAgent
+from mempipe.engine.base import Engine
+from mempipe.errors import StageError
+from mempipe.pipes.context import Context
+from mempipe.pipes.item import Item
+from mempipe.pipes.progress import Progress
+from mempipe.pipes.trace import StageStats, Trace
+
+BUFFER = 16  # items a stage may run ahead of the next one
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+async def run_stages(stages: Sequence[Agent], engine: Engine, emit: Callable[[Item], Awaitable[None]],
+                     trace: Trace, progress: Progress) -> None:
+    """Run `stages` (the first one a source) and hand each output item to `emit`."""
+    trace.stages = [StageStats(i, a.name) for i, a in enumerate(stages)]
+    try:
+        async with anyio.create_task_group() as tg:
+            upstream: ObjectReceiveStream[Item] | None = None
+            for agent, stats in zip(stages, trace.stages):
+                send, receive = anyio.create_memory_object_stream[Item](BUFFER)
+                ctx = Context(engine, agent, stats, trace, progress)
+                tg.start_soon(_stage, agent, ctx, upstream, send)
+                upstream = receive
+            assert upstream is not None
+            async with upstream:
+                async for item in upstream:
+                    await emit(item)
+    except BaseExceptionGroup as group:
+        raise first_failure(group) from None
+
+
+def first_failure(group: BaseExceptionGroup) -> BaseException:
+    """The error to report from a task group: a stage's failure before anything else."""
+    leaves: list[BaseException] = []
+
+    def walk(exc: BaseException) -> None:
+        if isinstance(exc, BaseExceptionGroup):
+            for inner in exc.exceptions:
+                walk(inner)
+        else:
+            leaves.append(exc)
+
+    walk(group)
+    for exc in leaves:
+        if isinstance(exc, StageError):
+            return exc
+    return leaves[0]
+
+
+async def _stage(agent: Agent, ctx: Context, upstream: ObjectReceiveStream[Item] | None,
+                 send: ObjectSendStream[Item]) -> None:
+    started = time.perf_counter()
+    stats = ctx.stats
+
+    async def inputs() -> AsyncIterator[Item]:
+        if upstream is None:
+            return
+        async with upstream:
+            async for item in upstream:
+                stats.items_in += 1
+                yield item
+
+    async def out(item: Item) -> None:
+        stats.items_out += 1
+        await send.send(item)
+
+    try:
+        async with send:
+            if isinstance(agent, SourceAgent):
+                async for item in agent.produce(ctx):
+                    await out(item)
+            elif isinstance(agent, MapAgent):
+                await _map_stage(agent, ctx, inputs(), out)
+            elif isinstance(agent, ReduceAgent):
+                async for item in agent.reduce(inputs(), ctx):
+                    await out(item)
+            else:
+                raise TypeError(f"{type(agent).__name__} is not a source, map or reduce agent")
+    except anyio.get_cancelled_exc_class():
+        raise
+    except anyio.BrokenResourceError:
+        return  # the next stage stopped reading; it reports its own failure
+    except Exception as exc:
+        cause = first_failure(exc) if isinstance(exc, BaseExceptionGroup) else exc
+        raise StageError(stats.index, stats.name, cause) from cause
+    finally:
+        stats.seconds = time.perf_counter() - started
+
+
+async def _map_stage(agent: MapAgent, ctx: Context, inputs: AsyncIterator[Item],
+                     out: Callable[[Item], Awaitable[None]]) -> None:
+    """agent.map over the stream, `agent.concurrency` items at once, output in input order."""
+    window_send, window_receive = anyio.create_memory_object_stream[_Slot](agent.concurrency)
+    limiter = anyio.CapacityLimiter(agent.concurrency)
+    async with anyio.create_task_group() as tg:
+
+        async def work(item: Item, slot: _Slot) -> None:
+            async with limiter:
+                slot.items = await agent.map(item, ctx)
+            slot.done.set()
+
+        async def feed() -> None:
+            async with window_send:
+                async for item in inputs:
+                    slot = _Slot()
+                    await window_send.send(slot)  # waits while the window is full
+                    tg.start_soon(work, item, slot)
+
+        tg.start_soon(feed)
+        async with window_receive:
+            async for slot in window_receive:
+                await slot.done.wait()
+                for item in slot.items:
+                    await out(item)
+
+
+@dataclass
+class _Slot:
+    done: anyio.Event = field(default_factory=anyio.Event)
+    items: list[Item] = field(default_factory=list)
+
+
+async def gather(fn: Callable[[T], Awaitable[R]], values: Sequence[T], limit: int,
+                 on_done: Callable[[], None] = lambda: None) -> list[R]:
+    """fn over values, at most `limit` running at once; results in input order."""
+    results: list[R] = [None] * len(values)  # type: ignore[list-item]
+    limiter = anyio.CapacityLimiter(limit)
+
+    async def one(i: int, value: T) -> None:
+        async with limiter:
+            results[i] = await fn(value)
+        on_done()
+
+    async with anyio.create_task_group() as tg:
+        for i, value in enumerate(values):
+            tg.start_soon(one, i, value)
+    return results
