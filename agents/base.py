@@ -12,16 +12,17 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, ClassVar, Literal
 
+from mempipe.pipes.item import Item
 from pydantic import BaseModel, ConfigDict, Field
 
 from mempipe.config import DEFAULT_BUDGET
-from mempipe.pipes.item import Item
 
 if TYPE_CHECKING:
     from mempipe.pipes.context import Context
     from mempipe.pipes.pipeline import Pipeline
 
 Kind = Literal["source", "map", "reduce"]
+BUDGET_HELP = "context tokens, prompt and output together"
 
 
 class Agent(BaseModel):
@@ -33,8 +34,7 @@ class Agent(BaseModel):
     kind: ClassVar[Kind]
     positional: ClassVar[tuple[str, ...]] = ()  # fields that DSL arguments fill, in order
 
-    budget: int = Field(default=DEFAULT_BUDGET, ge=64,
-                        description="context tokens, prompt and output together")
+    budget: int = Field(default=DEFAULT_BUDGET, ge=64, description=BUDGET_HELP)
 
     def __or__(self, other: Agent | Pipeline) -> Pipeline:
         from mempipe.pipes.pipeline import Pipeline

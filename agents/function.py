@@ -6,13 +6,13 @@ import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
-from pydantic import Field, create_model
-
-from mempipe.agents.base import MapAgent
+from mempipe.agents.base import BUDGET_HELP, MapAgent
 from mempipe.agents.registry import register
-from mempipe.config import DEFAULT_BUDGET
 from mempipe.pipes.context import Context
 from mempipe.pipes.item import Item
+from pydantic import Field, create_model
+
+from mempipe.config import DEFAULT_BUDGET
 
 ItemFunction = Callable[..., Awaitable[Any]]
 
@@ -42,8 +42,7 @@ def agent(fn: ItemFunction | None = None, *, name: str | None = None,
         if not inspect.iscoroutinefunction(fn):
             raise TypeError(f"@agent needs an async function, got {fn!r}")
         cls = create_model(fn.__name__, __base__=FunctionAgent, __doc__=fn.__doc__,
-                           budget=(int, Field(default=budget, ge=64,
-                                              description="context tokens, prompt and output together")))
+                           budget=(int, Field(default=budget, ge=64, description=BUDGET_HELP)))
         cls.name = name or fn.__name__.replace("_", "-")
         cls.fn = staticmethod(fn)  # type: ignore[assignment]
         cls.wants_context = len(inspect.signature(fn).parameters) > 1

@@ -50,6 +50,6 @@ def ask(question: str, **options: Any) -> Ask:
     return Ask(question=question, **options)
 
 
-def map(instruction: str, **options: Any) -> Map:  # noqa: A001 - the DSL's name for it
+def map(instruction: str, **options: Any) -> Map:
     """`instruction` applied to each item."""
     return Map(instruction=instruction, **options)

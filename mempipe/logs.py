@@ -50,7 +50,7 @@ def record(pipeline: str, model: str, trace: Trace, status: str, error: str | No
     db = open_db()
     with db.conn:
         run_id = db["runs"].insert({
-            "started": (dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=seconds))
+            "started": (dt.datetime.now(dt.UTC) - dt.timedelta(seconds=seconds))
             .isoformat(timespec="seconds"),
             "pipeline": pipeline, "model": model, "status": status, "error": error,
             "seconds": round(seconds, 3), "output": output,

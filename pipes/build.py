@@ -6,13 +6,13 @@ import shlex
 import typing
 from typing import Any
 
-from pydantic import ValidationError
-
 from mempipe.agents import registry
 from mempipe.agents.base import Agent, SourceAgent
-from mempipe.errors import PipelineSyntaxError
 from mempipe.pipes.pipeline import Pipeline
 from mempipe.pipes.syntax import RawStage, Word, tokenize
+from pydantic import ValidationError
+
+from mempipe.errors import PipelineSyntaxError
 
 
 def parse(text: str) -> Pipeline:
@@ -83,10 +83,12 @@ def _build(raw: RawStage, index: int, text: str) -> list[Agent]:
         return [*before, cls(**values)]
     except ValidationError as exc:
         error = exc.errors()[0]
-        name = str(error["loc"][0]) if error["loc"] else ""
-        label = f"--{name.replace('_', '-')}" if name not in cls.positional else f"<{name}>"
-        raise PipelineSyntaxError(f"{where}: {label}: {error['msg']}", text,
-                                  head.position) from None
+        message = error["msg"].removeprefix("Value error, ")
+        if error["loc"]:
+            name = str(error["loc"][0])
+            label = f"<{name}>" if name in cls.positional else f"--{name.replace('_', '-')}"
+            message = f"{label}: {message}"
+        raise PipelineSyntaxError(f"{where}: {message}", text, head.position) from None
 
 
 def _is_option(text: str) -> bool:
@@ -116,9 +118,15 @@ def to_dsl(pipeline: Pipeline) -> str:
         given = agent.model_dump(exclude_defaults=True)
         for name in agent.positional:
             value = given.pop(name, None)
-            words += [shlex.quote(str(v)) for v in (value if isinstance(value, list) else
-                                                     [] if value is None else [value])]
+            values = value if isinstance(value, list) else [] if value is None else [value]
+            words += [_quote(str(v)) for v in values]
         for name, value in given.items():
             words.append(f"--{name.replace('_', '-')}={shlex.quote(str(value))}")
         stages.append(" ".join(words))
     return " | ".join(stages)
+
+
+def _quote(word: str) -> str:
+    """Shell-quoted, and quoted even when plain if it would read as an option."""
+    quoted = shlex.quote(word)
+    return f"'{word}'" if quoted == word and _is_option(word) else quoted

@@ -14,7 +14,6 @@ Span = tuple[int, int]
 # or at a blank line.
 _SENTENCE_END = re.compile(r"""(?<=[.!?])["'”’)\]]*\s+|\n\s*\n\s*""")
 _WORD = re.compile(r"\S+\s*|\s+")
-_CHARS_PER_TOKEN_FLOOR = 4  # a token can cover as little as one byte of UTF-8
 
 
 def sentence_spans(text: str) -> list[Span]:
@@ -50,7 +49,7 @@ def chunk_spans(text: str, max_tokens: int, count: Counter, overlap: int = 0) ->
             break
         # Step back over trailing pieces for the overlap, but always move forward.
         back, shared = j, 0
-        while back - 1 > i and shared + sizes[back - 1] <= overlap:
+        while overlap and back - 1 > i and shared + sizes[back - 1] <= overlap:
             back -= 1
             shared += sizes[back]
         i = back
@@ -68,19 +67,18 @@ def chunk_spans(text: str, max_tokens: int, count: Counter, overlap: int = 0) ->
 def _pieces(text: str, spans: list[Span], max_tokens: int, count: Counter) -> list[Span]:
     """Sentences, with any sentence over `max_tokens` split into words, and any word over
     it into runs of characters."""
-    sizes = count([text[a:b] for a, b in spans])
     out: list[Span] = []
-    for (a, b), n in zip(spans, sizes):
+    for (a, b), n in zip(spans, count([text[a:b] for a, b in spans])):
         if n <= max_tokens:
             out.append((a, b))
             continue
-        for word in _WORD.finditer(text, a, b):
-            s, e = word.span()
-            step = max(1, max_tokens // _CHARS_PER_TOKEN_FLOOR)
-            if e - s > step:
-                out.extend((k, min(k + step, e)) for k in range(s, e, step))
-            else:
+        words = [m.span() for m in _WORD.finditer(text, a, b)]
+        for (s, e), size in zip(words, count([text[s:e] for s, e in words])):
+            if size <= max_tokens:
                 out.append((s, e))
+            else:  # a run of characters with no space: cut it where tokens allow
+                step = max(1, (e - s) * max_tokens // size // 2)
+                out.extend((k, min(k + step, e)) for k in range(s, e, step))
     return out
 
 

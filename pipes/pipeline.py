@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 
 import anyio
-
 from mempipe.agents.base import Agent, SourceAgent
-from mempipe.engine.base import Engine
 from mempipe.pipes.item import Item
 from mempipe.pipes.progress import Progress
 from mempipe.pipes.trace import Trace
+
+from mempipe.engine.base import Engine
 
 Input = str | Item | Iterable[str | Item] | None
 
@@ -51,25 +52,29 @@ class Pipeline:
                      engine: Engine | None = None, trace: Trace | None = None,
                      progress: Progress | None = None) -> AsyncIterator[Item]:
         """Output items as the last stage produces them."""
-        from mempipe.engine import get_engine
         from mempipe.pipes.run import run_stages
+
+        from mempipe.engine import get_engine
 
         stages = self.with_source(input)
         send, receive = anyio.create_memory_object_stream[Item]()
-        async with anyio.create_task_group() as tg:
 
-            async def produce() -> None:
-                async with send:
-                    await run_stages(stages, engine or get_engine(model), send.send,
-                                     trace or Trace(), progress or Progress())
+        async def produce() -> None:
+            async with send:
+                await run_stages(stages, engine or get_engine(model), send.send,
+                                 trace or Trace(), progress or Progress())
 
-            tg.start_soon(produce)
-            try:
-                async with receive:
-                    async for item in receive:
-                        yield item
-            finally:
-                tg.cancel_scope.cancel()  # the caller stopped early: stop the stages too
+        # A task, not a task group: a caller that stops iterating early leaves this
+        # generator to be closed later from another task, and a task group cannot be
+        # exited from a task other than the one that entered it.
+        task = asyncio.get_running_loop().create_task(produce())
+        try:
+            async with receive:
+                async for item in receive:
+                    yield item
+            await task  # raises the stage's error, if one failed
+        finally:
+            task.cancel()
 
     def with_source(self, input: Input = None) -> tuple[Agent, ...]:
         """The stages to run: as they are when the first is a source, else fed `input`

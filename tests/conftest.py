@@ -1,0 +1,59 @@
+"""Shared fixtures: a private MEMPIPE_HOME for every test, and a tiny random-weight Llama
+with the default model's tokenizer, so tests run offline in seconds."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mempipe.engine.local import LocalEngine
+from mempipe.engine.models import default_gguf
+
+ROOT = Path(__file__).resolve().parent.parent
+ALICE = ROOT / "examples" / "data" / "alice_in_wonderland.txt"
+
+
+@pytest.fixture(autouse=True)
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Nothing a test does touches the real mempipe home."""
+    path = tmp_path / "home"
+    monkeypatch.setenv("MEMPIPE_HOME", str(path))
+    monkeypatch.delenv("MEMPIPE_MODEL", raising=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer Llama with random weights and SmolLM2's tokenizer and chat template."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    gguf = default_gguf()
+    assert gguf is not None, "tests need the default model's package: make install"
+    out = tmp_path_factory.mktemp("tiny-model")
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128,
+                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                         max_position_embeddings=8192, bos_token_id=1, eos_token_id=2,
+                         pad_token_id=2, tie_word_embeddings=True)
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+@pytest.fixture
+def engine(tiny_model: Path) -> LocalEngine:
+    return LocalEngine(str(tiny_model))
+
+
+def mempipe(*args: str, input: str | None = None, env: dict[str, str] | None = None,
+            timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """Run the CLI in a subprocess, as a user's shell would."""
+    return subprocess.run([sys.executable, "-m", "mempipe", *args], input=input,
+                          capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})}, cwd=ROOT)

@@ -1,0 +1,58 @@
+"""End to end on the real default model (SmolLM2-135M-Instruct, CPU): slow, and real."""
+
+from pathlib import Path
+
+import pytest
+
+from mempipe import ask, read, summarize
+from mempipe.engine import get_engine
+from tests.conftest import ALICE, mempipe
+
+pytestmark = pytest.mark.integration
+
+CHARACTERS = ["Rabbit", "Queen", "King", "Hatter", "Cat", "Duchess", "Caterpillar", "Turtle",
+              "Gryphon", "Dormouse", "Hare", "Knave", "Mouse", "Dodo", "Pigeon", "Lory", "Bill",
+              "Sister", "Dinah", "Cook"]
+
+
+@pytest.fixture(scope="module")
+def shared_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One home for the module, so the default model is converted once."""
+    return tmp_path_factory.mktemp("home")
+
+
+@pytest.fixture
+def home(shared_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("MEMPIPE_HOME", str(shared_home))
+    monkeypatch.delenv("MEMPIPE_MODEL", raising=False)
+    return shared_home
+
+
+@pytest.fixture(scope="module")
+def alice_summary(shared_home: Path) -> str:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MEMPIPE_HOME", str(shared_home))
+        return (read(str(ALICE)) | summarize()).run(engine=get_engine())
+
+
+def test_summary_of_alice_names_alice_and_three_others(alice_summary: str) -> None:
+    named = [name for name in CHARACTERS if name.lower() in alice_summary.lower()]
+    assert "alice" in alice_summary.lower(), alice_summary
+    assert len(named) >= 3, (named, alice_summary)
+    assert len(alice_summary.split()) <= 150
+
+
+def test_ask_about_the_summary(alice_summary: str) -> None:
+    answer = ask("Who is the story about?").run(alice_summary, engine=get_engine())
+    assert "alice" in answer.lower(), answer
+
+
+def test_cli_answers_from_stdin_with_the_default_model(home: Path) -> None:
+    passage = ("The Hatter opened his eyes very wide on hearing this; but all he said was, "
+               "'Why is a raven like a writing-desk?'")
+    result = mempipe("--json", "ask 'Who asked why a raven is like a writing-desk?'",
+                     input=passage)
+    assert result.returncode == 0, result.stderr
+    assert "hatter" in result.stdout.lower(), result.stdout
+    models = mempipe("models")
+    assert models.stdout.startswith("* smollm2-135m-instruct") and "cached" in models.stdout

