@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from typing import ClassVar
 
 from mempipe.agents.base import ReduceAgent
-from mempipe.pipes.chunking import trim_words
+from mempipe.pipes.cleanup import cut_loop, trim_words
 from mempipe.pipes.context import Context
 from mempipe.pipes.item import Item
 from pydantic import Field
@@ -16,9 +16,17 @@ from mempipe.errors import UsageError
 SYSTEM = "You summarize texts faithfully, naming the people involved."
 PIECE = ("{text}\n\n---\nSummarize the text above in at most {words} words. "
          "Say who appears in it and what happens.")
-MERGE = ("Summaries of consecutive parts of one text:\n\n{text}\n\n---\nCombine these "
-         "summaries into one summary of at most {words} words. Keep the names of the people.")
+# The instruction comes first and is restated: a small model told only after the text
+# copies the last summary it read, so the whole summary drifts to the input's end.
+MERGE = ("Write one short paragraph that retells the whole text below from beginning to end, "
+         "in at most {words} words. Begin with its main character.\n\n{text}\n\n---\n"
+         "Now the paragraph, beginning with the main character:")
 TOKENS_PER_WORD = 1.6
+# A 135M model summarizes 500 tokens faithfully and 1,700 tokens with invented names and
+# loops (measured on Alice in Wonderland): read in small pieces, merge in small groups.
+PIECE_TOKENS = 512
+PIECE_WORDS = 50
+GROUP = 4
 
 
 class Summarize(ReduceAgent):
@@ -32,42 +40,54 @@ class Summarize(ReduceAgent):
         collected = [item async for item in items]
         if not collected:
             raise UsageError("nothing to summarize")
-        max_tokens = int(self.words * TOKENS_PER_WORD) + 16
-        room = ctx.room(max_tokens, PIECE.format(text="", words=self.words), SYSTEM)
-        if room < 2 * max_tokens:
+        final_tokens = _tokens_for(self.words)
+        room = ctx.room(final_tokens, MERGE.format(text="", words=self.words), SYSTEM)
+        if room < 2 * final_tokens:  # every merge must take at least two summaries
             raise UsageError(f"--words {self.words} leaves no room in a --budget of "
                              f"{self.budget} tokens")
 
-        async def summarize(prompt: str, text: str) -> str:
-            reply = await ctx.generate(prompt.format(text=text, words=self.words),
-                                       system=SYSTEM, max_tokens=max_tokens)
-            return trim_words(reply, self.words)
+        async def summarize(prompt: str, text: str, words: int) -> str:
+            reply = await ctx.generate(prompt.format(text=text, words=words), system=SYSTEM,
+                                       max_tokens=_tokens_for(words))
+            return trim_words(cut_loop(reply), words)
 
-        pieces = [p for item in collected for p in ctx.chunks(item, room)]
-        summaries = await ctx.map(lambda p: summarize(PIECE, p.text), pieces,
+        pieces = [p for item in collected for p in ctx.chunks(item, min(room, PIECE_TOKENS))]
+        if len(pieces) == 1:
+            text = await summarize(PIECE, pieces[0].text, self.words)
+            yield Item.combined(text, collected, pieces=1, levels=1)
+            return
+        piece_words = min(PIECE_WORDS, self.words)
+        summaries = await ctx.map(lambda p: summarize(PIECE, p.text, piece_words), pieces,
                                   f"summarize {len(pieces)} pieces")
         level = 1
         while len(summaries) > 1:
             groups = _pack(summaries, room, ctx)
             level += 1
-            summaries = await ctx.map(lambda g: summarize(MERGE, "\n\n".join(g)), groups,
-                                      f"summarize level {level}: {len(groups)} groups")
+            summaries = await ctx.map(lambda g: summarize(MERGE, _numbered(g), self.words),
+                                      groups, f"summarize level {level}: {len(groups)} groups")
         yield Item.combined(summaries[0], collected, pieces=len(pieces), levels=level)
 
 
+def _numbered(texts: list[str]) -> str:
+    return "\n\n".join(f"{i}. {text}" for i, text in enumerate(texts, 1))
+
+
+def _tokens_for(words: int) -> int:
+    return int(words * TOKENS_PER_WORD) + 16
+
+
 def _pack(texts: list[str], room: int, ctx: Context) -> list[list[str]]:
-    """Consecutive texts grouped so each group, joined, fits `room` tokens; every group
-    holds at least two texts when the texts are small enough, so each level shrinks."""
+    """Consecutive texts in groups of at most GROUP whose joined size fits `room` tokens.
+    Room holds two texts of the longest kind, so each group but a last odd one has two or
+    more, and each level shrinks."""
     sizes = ctx.count_tokens(texts)
     groups: list[list[str]] = []
     used = 0
     for text, size in zip(texts, sizes):
-        if groups and used + size + 2 <= room:
+        if groups and len(groups[-1]) < GROUP and used + size + 2 <= room:
             groups[-1].append(text)
             used += size + 2
         else:
             groups.append([text])
             used = size
-    if len(groups) == len(texts):  # nothing merged: pair them up rather than loop forever
-        groups = [texts[i : i + 2] for i in range(0, len(texts), 2)]
     return groups

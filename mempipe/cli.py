@@ -61,9 +61,10 @@ def run(words: tuple[str, ...], script: click.utils.LazyFile | None, model: str 
     async def main() -> None:
         with Progress(enabled=sys.stderr.isatty()) as progress:
             async for item in pipeline.stream(model=model, trace=stats, progress=progress):
+                # Items are separated by a blank line, JSON lines by a newline.
+                separator = "" if not outputs else "\n" if as_json else "\n\n"
                 line = item.model_dump_json() if as_json else item.text.rstrip("\n")
-                sys.stdout.write(("\n" if as_json or not outputs else "\n\n") + line
-                                 if outputs else line)
+                sys.stdout.write(separator + line)
                 sys.stdout.flush()
                 outputs.append(item.text)
         if outputs:
@@ -110,7 +111,7 @@ def agents(as_json: bool) -> None:
     for cls in all_agents():
         options = {name: (None if field.is_required() else field.get_default(
             call_default_factory=True)) for name, field in cls.model_fields.items()}
-        about = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+        about = " ".join((cls.__doc__ or "").split("\n\n")[0].split())
         if as_json:
             click.echo(json.dumps({"name": cls.name, "kind": cls.kind, "about": about,
                                    "arguments": list(cls.positional), "options": options}))

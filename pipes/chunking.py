@@ -81,12 +81,3 @@ def _pieces(text: str, spans: list[Span], max_tokens: int, count: Counter) -> li
                 out.extend((k, min(k + step, e)) for k in range(s, e, step))
     return out
 
-
-def trim_words(text: str, limit: int) -> str:
-    """`text` cut to at most `limit` words, at the last sentence end that fits if one does."""
-    found = list(re.finditer(r"\S+", text))
-    if len(found) <= limit:
-        return text.strip()
-    cut = text[: found[limit - 1].end()]
-    ends = [m.end() for m in _SENTENCE_END.finditer(cut)]
-    return (cut[: ends[-1]] if ends else cut).strip()

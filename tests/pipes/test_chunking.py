@@ -1,7 +1,8 @@
 from itertools import pairwise
 
 import pytest
-from mempipe.pipes.chunking import chunk_spans, sentence_spans, trim_words
+from mempipe.pipes.chunking import chunk_spans, sentence_spans
+from mempipe.pipes.cleanup import cut_loop, trim_words
 
 
 def count_words(texts: list[str]) -> list[int]:
@@ -50,3 +51,12 @@ def test_trim_words_prefers_sentence_ends() -> None:
     assert trim_words("One two. Three four five.", 4) == "One two."
     assert trim_words("one two three four five", 3) == "one two three"
     assert trim_words("short enough", 5) == "short enough"
+
+
+def test_cut_loop_stops_where_the_model_repeats_itself() -> None:
+    looping = ("The Footman is interrupted by the Duchess. The footman is interrupted by the "
+               "Duchess, who is looking at the baby. The footman is interrupted by the Duchess, "
+               "who is looking at the baby.")
+    assert cut_loop(looping) == ("The Footman is interrupted by the Duchess. The footman is "
+                                 "interrupted by the Duchess, who is looking at the baby.")
+    assert cut_loop("No loop here at all, just words.") == "No loop here at all, just words."
