@@ -28,13 +28,19 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 2-layer Llama with random weights and SmolLM2's tokenizer and chat template."""
+    """A 2-layer Llama with random weights and SmolLM2's tokenizer and chat template
+    (MEMPIPE_TEST_TINY_MODEL names one built before, for machines without the GGUF file)."""
+    if prebuilt := os.environ.get("MEMPIPE_TEST_TINY_MODEL"):
+        return Path(prebuilt)
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))
+
+
+def build_tiny_model(out: Path) -> Path:
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
     gguf = default_gguf()
     assert gguf is not None, "tests need the default model's package: make install"
-    out = tmp_path_factory.mktemp("tiny-model")
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128,
                          num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,

@@ -17,7 +17,7 @@ from mempipe.errors import BudgetExceeded, ModelError
 MAX_BATCH = int(os.environ.get("MEMPIPE_MAX_BATCH", "8"))
 
 
-@dataclass
+@dataclass(eq=False)  # identity: two equal requests from two callers are two entries
 class _Pending:
     request: GenerationRequest
     prompt_ids: list[int]
@@ -118,9 +118,13 @@ class LocalEngine:
             self._lock = anyio.Lock()
         # One batch runs at a time. The lock is FIFO and requests queue in the order they
         # wait on it, so whoever holds it finds its own request done or at the queue's head.
-        async with self._lock:
-            if pending.result is None and pending.error is None:
-                await self._run_batch()
+        try:
+            async with self._lock:
+                if pending.result is None and pending.error is None:
+                    await self._run_batch()
+        finally:
+            if pending in self._queue:  # cancelled while waiting: nobody wants its result
+                self._queue.remove(pending)
         if pending.error is not None:
             raise pending.error
         assert pending.result is not None

@@ -19,7 +19,8 @@ def test_greedy_output_matches_plain_transformers_generate(engine: LocalEngine) 
     result = anyio.run(engine.generate, request("Tell me about the Queen of Hearts."))
     ids = engine._prompt_ids(request("Tell me about the Queen of Hearts.").messages)
     with torch.inference_mode():
-        out = engine.model.generate(torch.tensor([ids]), max_new_tokens=12, do_sample=False)
+        out = engine.model.generate(torch.tensor([ids], device=engine.model.device),
+                                    max_new_tokens=12, do_sample=False)
     expected = engine.tokenizer.decode(out[0, len(ids):], skip_special_tokens=True).strip()
     assert result.text == expected
     assert result.prompt_tokens == len(ids) and result.completion_tokens == 12
@@ -83,3 +84,17 @@ def test_cuda_runs_in_bf16(tiny_model: Path) -> None:
     engine = LocalEngine(str(tiny_model))
     anyio.run(engine.generate, request("hello"))
     assert engine.device == "cuda" and engine.model.dtype == torch.bfloat16
+
+
+def test_a_cancelled_request_leaves_the_queue(engine: LocalEngine) -> None:
+    async def cancel_one() -> str:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(engine.generate, request("first"))
+            await anyio.sleep(0)
+            with anyio.CancelScope() as scope:
+                scope.cancel()
+                await engine.generate(request("second"))
+        return (await engine.generate(request("first"))).text
+
+    assert anyio.run(cancel_one) is not None
+    assert engine._queue == []
