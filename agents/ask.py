@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import ClassVar
 
+from pydantic import Field
+
 from mempipe.agents.base import ReduceAgent
+from mempipe.errors import UsageError
 from mempipe.pipes.context import Context
 from mempipe.pipes.item import Item
 from mempipe.pipes.relevance import bm25
-from pydantic import Field
-
-from mempipe.errors import UsageError
 
 SYSTEM = "You answer questions about a text briefly, using only the text."
 PROMPT = "{text}\n\n---\nUsing only the text above, answer briefly: {question}"

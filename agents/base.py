@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, ClassVar, Literal
 
-from mempipe.pipes.item import Item
 from pydantic import BaseModel, ConfigDict, Field
 
 from mempipe.config import DEFAULT_BUDGET
+from mempipe.pipes.item import Item
 
 if TYPE_CHECKING:
     from mempipe.pipes.context import Context
@@ -33,6 +33,9 @@ class Agent(BaseModel):
     name: ClassVar[str] = ""
     kind: ClassVar[Kind]
     positional: ClassVar[tuple[str, ...]] = ()  # fields that DSL arguments fill, in order
+    # The source to start from when this agent comes first and stdin is a terminal
+    # (`mempipe commit-msg` reads the staged diff); otherwise stdin is read.
+    source_at_terminal: ClassVar[str | None] = None
 
     budget: int = Field(default=DEFAULT_BUDGET, ge=64, description=BUDGET_HELP)
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from pydantic import Field, model_validator
+
 from mempipe.agents.base import MapAgent
 from mempipe.pipes.context import Context
 from mempipe.pipes.item import Item
-from pydantic import Field, model_validator
 
 
 class Chunk(MapAgent):

@@ -6,13 +6,13 @@ import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
-from mempipe.agents.base import BUDGET_HELP, MapAgent
-from mempipe.agents.registry import register
-from mempipe.pipes.context import Context
-from mempipe.pipes.item import Item
 from pydantic import Field, create_model
 
+from mempipe.agents.base import BUDGET_HELP, MapAgent
+from mempipe.agents.registry import register
 from mempipe.config import DEFAULT_BUDGET
+from mempipe.pipes.context import Context
+from mempipe.pipes.item import Item
 
 ItemFunction = Callable[..., Awaitable[Any]]
 

@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import ClassVar
 
 import anyio
-from mempipe.agents.base import SourceAgent
-from mempipe.pipes.context import Context
-from mempipe.pipes.item import Item
 from pydantic import Field
 
+from mempipe.agents.base import SourceAgent
 from mempipe.errors import UsageError
+from mempipe.pipes.context import Context
+from mempipe.pipes.item import Item
 
 SNIFF_BYTES = 8192
 

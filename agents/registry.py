@@ -7,7 +7,6 @@ import difflib
 from importlib.metadata import entry_points
 
 from mempipe.agents.base import Agent
-
 from mempipe.errors import UsageError
 
 GROUP = "mempipe.agents"

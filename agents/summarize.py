@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import ClassVar
 
+from pydantic import Field
+
 from mempipe.agents.base import ReduceAgent
+from mempipe.errors import UsageError
 from mempipe.pipes.cleanup import cut_loop, trim_words
 from mempipe.pipes.context import Context
 from mempipe.pipes.item import Item
-from pydantic import Field
-
-from mempipe.errors import UsageError
 
 SYSTEM = "You summarize texts faithfully, naming the people involved."
 PIECE = ("{text}\n\n---\nSummarize the text above in at most {words} words. "

@@ -62,12 +62,12 @@ def batching(env_home: str) -> dict[str, float]:
     batched) against transformers.generate one request at a time, same model, greedy."""
     import anyio
     import torch
-    from mempipe.agents.summarize import PIECE, SYSTEM
-    from mempipe.pipes.chunking import chunk_spans
 
+    from mempipe.agents.summarize import PIECE, SYSTEM
     from mempipe.config import DEFAULT_MODEL
     from mempipe.engine import GenerationRequest, Message
     from mempipe.engine.local import LocalEngine
+    from mempipe.pipes.chunking import chunk_spans
 
     os.environ["MEMPIPE_HOME"] = env_home
     engine = LocalEngine(DEFAULT_MODEL)

@@ -119,7 +119,7 @@ def agents(as_json: bool) -> None:
         args = " ".join(f"<{p}>" for p in cls.positional)
         flags = " ".join(f"--{n.replace('_', '-')}={v}" for n, v in options.items()
                          if n not in cls.positional)
-        click.echo(f"{cls.name:<10} {cls.kind:<7} {about}  {args} {flags}".rstrip())
+        click.echo(f"{cls.name:<12} {cls.kind:<7} {about}  {args} {flags}".rstrip())
 
 
 @cli.command()
@@ -162,6 +162,47 @@ def logs(count: int, as_json: bool, show_path: bool) -> None:
             click.echo(f"    {s['name']}: {s['items_in']} in, {s['items_out']} out, "
                        f"{s['calls']} calls, {s['tokens_in']}+{s['tokens_out']} tokens, "
                        f"{s['seconds']:.1f}s")
+
+
+@cli.group()
+def hook() -> None:
+    """The git prepare-commit-msg hook that drafts commit messages."""
+
+
+@hook.command("install")
+@click.option("--force", is_flag=True, help="Keep an existing hook and run it first.")
+def hook_install(force: bool) -> None:
+    """Install the hook in the current repository."""
+    from mempipe import hook as hooks
+
+    click.echo(f"installed {hooks.install(force=force)}", err=True)
+
+
+@hook.command("uninstall")
+def hook_uninstall() -> None:
+    """Remove the hook (and restore the one it chained to)."""
+    from mempipe import hook as hooks
+
+    click.echo(f"removed {hooks.uninstall()}", err=True)
+
+
+@hook.command("run", hidden=True)
+@click.argument("message_file")
+@click.argument("source", required=False)
+@click.argument("sha", required=False)
+@click.option("--timeout", type=float, help="Seconds before giving up (MEMPIPE_HOOK_TIMEOUT, "
+              "default 120).")
+def hook_run(message_file: str, source: str | None, sha: str | None,
+             timeout: float | None) -> None:
+    """What git runs: draft the message; never fail the commit."""
+    from mempipe import hook as hooks
+
+    try:
+        why = hooks.run(message_file, source, timeout)
+    except Exception as exc:  # the commit goes on whatever happened here
+        why = str(exc) or type(exc).__name__
+    if why:
+        click.echo(f"mempipe: no message drafted: {why}", err=True)
 
 
 def main() -> None:

@@ -6,13 +6,13 @@ import shlex
 import typing
 from typing import Any
 
-from mempipe.agents import registry
-from mempipe.agents.base import Agent, SourceAgent
-from mempipe.pipes.pipeline import Pipeline
-from mempipe.pipes.syntax import RawStage, Word, tokenize
 from pydantic import ValidationError
 
+from mempipe.agents import registry
+from mempipe.agents.base import Agent, SourceAgent
 from mempipe.errors import PipelineSyntaxError
+from mempipe.pipes.pipeline import Pipeline
+from mempipe.pipes.syntax import RawStage, Word, tokenize
 
 
 def parse(text: str) -> Pipeline:

@@ -7,12 +7,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
+from mempipe.engine.base import Engine, GenerationRequest, Message
 from mempipe.pipes.chunking import chunk_spans
 from mempipe.pipes.item import Item
 from mempipe.pipes.progress import Progress, Task
 from mempipe.pipes.trace import Call, StageStats, Trace
-
-from mempipe.engine.base import Engine, GenerationRequest, Message
 
 if TYPE_CHECKING:
     from mempipe.agents.base import Agent

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 
 import anyio
+
 from mempipe.agents.base import Agent, SourceAgent
+from mempipe.engine.base import Engine
 from mempipe.pipes.item import Item
 from mempipe.pipes.progress import Progress
 from mempipe.pipes.trace import Trace
-
-from mempipe.engine.base import Engine
 
 Input = str | Item | Iterable[str | Item] | None
 
@@ -36,7 +37,7 @@ class Pipeline:
 
     def run(self, input: Input = None, **options: object) -> str:
         """The output text, items separated by blank lines: what the CLI prints."""
-        return "\n\n".join(item.text for item in self.items(input, **options))
+        return _joined(self.items(input, **options))
 
     def items(self, input: Input = None, **options: object) -> list[Item]:
         async def collect() -> list[Item]:
@@ -45,16 +46,14 @@ class Pipeline:
         return anyio.run(collect)
 
     async def arun(self, input: Input = None, **options: object) -> str:
-        items = [item async for item in self.stream(input, **options)]  # type: ignore[arg-type]
-        return "\n\n".join(item.text for item in items)
+        return _joined([item async for item in self.stream(input, **options)])  # type: ignore[arg-type]
 
     async def stream(self, input: Input = None, *, model: str | None = None,
                      engine: Engine | None = None, trace: Trace | None = None,
                      progress: Progress | None = None) -> AsyncIterator[Item]:
         """Output items as the last stage produces them."""
-        from mempipe.pipes.run import run_stages
-
         from mempipe.engine import get_engine
+        from mempipe.pipes.run import run_stages
 
         stages = self.with_source(input)
         send, receive = anyio.create_memory_object_stream[Item]()
@@ -79,6 +78,7 @@ class Pipeline:
     def with_source(self, input: Input = None) -> tuple[Agent, ...]:
         """The stages to run: as they are when the first is a source, else fed `input`
         (or stdin when there is none)."""
+        from mempipe.agents import registry
         from mempipe.agents.read import Given, Read
 
         if not self.stages:
@@ -88,6 +88,9 @@ class Pipeline:
                 raise ValueError(f"{self.stages[0].name} reads its own input; do not pass input")
             return self.stages
         if input is None:
+            fallback = self.stages[0].source_at_terminal
+            if fallback and sys.stdin is not None and sys.stdin.isatty():
+                return (registry.get(fallback)(), *self.stages)
             return (Read(paths=["-"]), *self.stages)
         return (Given(items=_as_items(input)), *self.stages)
 
@@ -97,3 +100,7 @@ def _as_items(input: Input) -> list[Item]:
     return [v if isinstance(v, Item) else Item(text=v, source="<input>", span=(0, len(v)))
             for v in values]
 
+
+
+def _joined(items: list[Item]) -> str:
+    return "\n\n".join(item.text for item in items)

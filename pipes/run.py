@@ -11,14 +11,14 @@ from typing import TypeVar
 
 import anyio
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
+
 from mempipe.agents.base import Agent, MapAgent, ReduceAgent, SourceAgent
+from mempipe.engine.base import Engine
+from mempipe.errors import StageError
 from mempipe.pipes.context import Context
 from mempipe.pipes.item import Item
 from mempipe.pipes.progress import Progress
 from mempipe.pipes.trace import StageStats, Trace
-
-from mempipe.engine.base import Engine
-from mempipe.errors import StageError
 
 BUFFER = 16  # items a stage may run ahead of the next one
 T = TypeVar("T")

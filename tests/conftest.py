@@ -57,6 +57,27 @@ def engine(tiny_model: Path) -> LocalEngine:
     return LocalEngine(str(tiny_model))
 
 
+def sh(repo: Path, *args: str) -> str:
+    """stdout of a command run in `repo`; it must succeed."""
+    return subprocess.run(args, cwd=repo, check=True, capture_output=True, text=True).stdout
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    path = tmp_path / "repo"
+    path.mkdir()
+    sh(path, "git", "init", "-q", "-b", "main")
+    sh(path, "git", "config", "user.email", "t@example.com")
+    sh(path, "git", "config", "user.name", "Test")
+    (path / "app.py").write_text("def greet(name):\n    return 'hi ' + name\n")
+    (path / "old_name.py").write_text("VALUE = 1\n" * 20)
+    (path / "gone.txt").write_text("bye\n")
+    (path / "run.sh").write_text("echo run\n")
+    sh(path, "git", "add", ".")
+    sh(path, "git", "commit", "-q", "-m", "start")
+    return path
+
+
 def mempipe(*args: str, input: str | None = None, env: dict[str, str] | None = None,
             timeout: float = 300) -> subprocess.CompletedProcess[str]:
     """Run the CLI in a subprocess, as a user's shell would."""

@@ -4,11 +4,11 @@ sources and spans), not the quality of the words, which the integration tests ch
 from typing import ClassVar
 
 import pytest
-from mempipe.agents.registry import get
-from mempipe.pipes.trace import Trace
 
 from mempipe import Item, agent, ask, chunk, map, pipe, read, summarize
+from mempipe.agents.registry import get
 from mempipe.errors import StageError
+from mempipe.pipes.trace import Trace
 
 TEXT = " ".join(f"Sentence number {i} tells of the White Rabbit and the Queen." for i in range(300))
 

@@ -51,7 +51,7 @@ def test_agents_and_version() -> None:
     listed = mempipe("agents")
     assert listed.returncode == 0
     names = [line.split()[0] for line in listed.stdout.splitlines()]
-    assert names == ["ask", "chunk", "map", "read", "summarize"]
+    assert names == ["ask", "chunk", "commit-msg", "map", "read", "staged-diff", "summarize"]
     assert "--tokens=800" in listed.stdout
     as_json = [json.loads(line) for line in mempipe("agents", "--json").stdout.splitlines()]
     assert {"name": "ask", "kind": "reduce"}.items() <= as_json[0].items()

@@ -1,7 +1,7 @@
 import pytest
-from mempipe.agents.read import Read
 
 from mempipe import Pipeline, ask, chunk, map, pipe, read, summarize
+from mempipe.agents.read import Read
 from mempipe.errors import PipelineSyntaxError
 
 

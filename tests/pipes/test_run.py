@@ -5,10 +5,10 @@ from typing import ClassVar
 
 import anyio
 import pytest
-from mempipe.pipes.context import Context
 
 from mempipe import Item, MapAgent, ReduceAgent, SourceAgent
 from mempipe.errors import StageError
+from mempipe.pipes.context import Context
 
 events: list[str] = []
 

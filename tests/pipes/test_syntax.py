@@ -1,7 +1,7 @@
 import pytest
-from mempipe.pipes.syntax import tokenize
 
 from mempipe.errors import PipelineSyntaxError
+from mempipe.pipes.syntax import tokenize
 
 
 def words(text: str) -> list[list[str]]:
