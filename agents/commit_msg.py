@@ -1,8 +1,12 @@
-"""commit-msg: a commit message for a diff, from small agents' work.
+"""commit-msg: a commit message for a diff.
 
-Each changed file is described by the model in a tight context (map, concurrent), then the
-model writes a subject from those descriptions (reduce). What the change *is* (type,
-scope, files added, renamed, generated) is decided by code, not by the model."""
+What each file's change is (definitions added, removed or changed; renamed, binary,
+generated) is read from the diff by code, and so are the type and scope. The model is asked
+for the subject, and its line is kept only when it reads like one; otherwise the subject is
+the main file's facts. Measured on real history with the default 135M model: asked to
+describe diff hunks it echoes the diff lines or copies the prompt's examples, and asked for
+a subject it mostly echoes the prompt, so with it the facts write most subjects; a larger
+--model writes its own."""
 
 from __future__ import annotations
 
@@ -16,16 +20,12 @@ from pydantic import Field
 from mempipe.agents.base import ReduceAgent
 from mempipe.errors import MempipeError
 from mempipe.git import FileChange, parse_diff
-from mempipe.pipes.cleanup import cut_loop
 from mempipe.pipes.context import Context
 from mempipe.pipes.item import Item
 
-DESCRIBE = ("A change to the file {path}:\n\n{diff}\n\n---\nIn one short sentence in "
-            "{lang}, starting with a verb, say what this change does.")
-SUBJECT = ("The changes in one commit:\n{changes}\n\n---\nWrite the commit's subject line in "
-           "{lang}: at most 8 words, imperative mood (like \"Add retry to the HTTP client\"), "
-           "saying what the commit does. Only the subject line.")
-MAX_DESCRIBED = 12  # model calls per message: a 10,000-line diff names the rest
+SUBJECT = ("Write a git commit subject line in {lang} (at most 8 words, starting with a verb "
+           "such as Add, Fix, Change, Remove or Update) for a commit that makes these "
+           "changes:\n{changes}\n\n---\nThe subject line, starting with a verb:")
 MAX_BULLETS = 10
 TYPES = ("feat", "fix", "docs", "test", "refactor", "perf", "build", "ci", "chore", "style")
 CONVENTIONAL = re.compile(rf"^({'|'.join(TYPES)})(\([\w./-]+\))?!?: \S")
@@ -37,7 +37,7 @@ class NothingToCommit(MempipeError):
 
 class CommitMsg(ReduceAgent):
     """Write a commit message for a diff (piped in, else `git diff --staged`): a
-    Conventional Commits subject and a body of bullets."""
+    Conventional Commits subject and a body of bullets, one per file."""
 
     name: ClassVar[str] = "commit-msg"
     source_at_terminal: ClassVar[str] = "staged-diff"
@@ -51,46 +51,58 @@ class CommitMsg(ReduceAgent):
         changes = parse_diff("\n".join([item.text async for item in items]))
         if not changes:
             raise NothingToCommit("empty diff: nothing to write a commit message for")
-        readable = [c for c in changes if c.readable][:MAX_DESCRIBED]
-        notes = dict(zip([c.path for c in readable],
-                         await ctx.map(lambda c: self._describe(c, ctx), readable,
-                                       f"describe {len(readable)} files")))
-        lines = [f"{c.path}: {notes[c.path]}" if notes.get(c.path) else c.by_name()
-                 for c in changes]
-        reply = await ctx.generate(SUBJECT.format(changes=_bullets(lines), lang=self.lang),
-                                   max_tokens=32)
-        subject = self._subject(reply, changes, lines)
-        body = _bullets(lines[:MAX_BULLETS])
+        lines = [f"{c.path}: {c.facts()}" if c.readable else c.by_name() for c in changes]
+        shown = lines[:MAX_BULLETS]
         if len(lines) > MAX_BULLETS:
-            body += f"\n- and {len(lines) - MAX_BULLETS} more files"
-        yield Item(text=f"{subject}\n\n{body}", source="diff",
-                   meta={"files": [c.path for c in changes]})
+            shown.append(f"and {len(lines) - MAX_BULLETS} more files")
+        reply = await ctx.generate(SUBJECT.format(changes=_bullets(shown), lang=self.lang),
+                                   max_tokens=32)
+        subject, by_model = self._subject(reply, changes)
+        yield Item(text=f"{subject}\n\n{_bullets(shown)}", source="diff",
+                   meta={"files": [c.path for c in changes], "model_subject": by_model})
 
-    async def _describe(self, change: FileChange, ctx: Context) -> str:
-        diff = "\n".join(change.hunks)
-        frame = DESCRIBE.format(path=change.path, diff="", lang=self.lang)
-        room = ctx.room(48, frame)
-        if ctx.count_tokens([diff])[0] > room:  # said, not hidden: the note covers a part
-            diff = ctx.chunks(Item(text=diff), room)[0].text
-        reply = await ctx.generate(DESCRIBE.format(path=change.path, diff=diff, lang=self.lang),
-                                   max_tokens=48)
-        return _first_sentence(reply)
-
-    def _subject(self, reply: str, changes: list[FileChange], lines: list[str]) -> str:
-        text = _first_sentence(reply.strip().splitlines()[0] if reply.strip() else "")
+    def _subject(self, reply: str, changes: list[FileChange]) -> tuple[str, bool]:
+        """The subject line, and whether the model's words made it."""
+        text = " ".join(reply.strip().splitlines()[0].split()) if reply.strip() else ""
         text = re.sub(rf"^(subject( line)?:\s*|({'|'.join(TYPES)})(\([^)]*\))?:\s*)", "", text,
                       flags=re.IGNORECASE).strip(" \"'`.")
-        if not text:  # the model gave nothing usable: say what changed, by name
-            text = changes[0].by_name() + (" and more" if len(changes) > 1 else "")
+        by_model = _reads_like_subject(text)
+        if not by_model:
+            text = main_change(changes)
         if self.style == "plain":
-            return _fit(text[:1].upper() + text[1:], self.max_subject)
-        prefix = commit_type(changes, " ".join([*lines, text]))
+            return _fit(text[:1].upper() + text[1:], self.max_subject), by_model
+        prefix = commit_type(changes, text)
         scope = commit_scope(changes)
         prefix += f"({scope})" if scope else ""
-        return _fit(f"{prefix}: {text[:1].lower() + text[1:]}", self.max_subject)
+        return _fit(f"{prefix}: {text[:1].lower() + text[1:]}", self.max_subject), by_model
 
 
-def commit_type(changes: list[FileChange], described: str) -> str:
+def _reads_like_subject(text: str) -> bool:
+    """A line that could be a subject: a few words starting with a verb-like word, not an
+    echo of the prompt or of a bullet."""
+    words = text.split()
+    return (2 <= len(words) <= 12 and words[0].isalpha() and words[0][:1].isupper()
+            and not re.search(r"\b(subject|commit|changes?:|verb)\b|:|^-", text, re.I))
+
+
+def main_change(changes: list[FileChange]) -> str:
+    """The facts of the file that changed most, preferring code over tests and docs."""
+    def weight(change: FileChange) -> tuple[bool, bool, int]:
+        path = PurePosixPath(change.path)
+        return (change.readable, not (_is_test(path) or _is_docs(path)),
+                change.added + change.removed)
+
+    main = max(changes, key=weight)
+    facts = main.facts() if main.readable else main.by_name()
+    if facts.startswith(("edit (", "new file (")):
+        facts = f"{'add' if main.kind == 'add' else 'update'} {main.path}"
+    elif main.readable:
+        facts = facts.split("; ")[0] + f" in {PurePosixPath(main.path).name}"
+    more = len(changes) - 1
+    return facts + (f" and {more} more file{'s' * (more > 1)}" if more else "")
+
+
+def commit_type(changes: list[FileChange], subject: str) -> str:
     """The Conventional Commits type, from which files changed and how."""
     paths = [PurePosixPath(c.path) for c in changes]
     if all(_is_docs(p) for p in paths):
@@ -101,7 +113,9 @@ def commit_type(changes: list[FileChange], described: str) -> str:
         return "ci"
     if all(c.generated or p.name in BUILD_FILES for c, p in zip(changes, paths)):
         return "build"
-    if re.search(r"\b(fix|fixes|fixed|bug|crash|error|wrong|broken)\b", described, re.I):
+    if subject.startswith("bump version"):
+        return "chore"
+    if re.search(r"\b(fix|fixes|fixed|bug|crash|error|wrong|broken)\b", subject, re.I):
         return "fix"
     if any(c.kind == "add" and not _is_test(p) and not _is_docs(p)
            for c, p in zip(changes, paths)):
@@ -136,18 +150,12 @@ def _is_test(path: PurePosixPath) -> bool:
             or path.stem.endswith(("_test", ".test", ".spec")))
 
 
-def _first_sentence(text: str) -> str:
-    text = " ".join(cut_loop(text).split())
-    match = re.match(r"(.+?[.!?])(\s|$)", text)
-    return (match.group(1) if match else text).strip()
-
-
 def _fit(subject: str, limit: int) -> str:
     """`subject` within `limit` characters, cut between words."""
     if len(subject) <= limit:
         return subject
-    cut = subject[:limit].rsplit(" ", 1)[0]
-    return cut.rstrip(" ,;:-")
+    cut = subject[:limit].rsplit(" ", 1)[0].rstrip(" ,;:-")
+    return re.sub(r"\s+(in|and|to|of|the|a|for)$", "", cut)
 
 
 def _bullets(lines: list[str]) -> str:

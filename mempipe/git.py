@@ -66,6 +66,50 @@ class FileChange:
         return f"{verb} {self.path}{what}"
 
 
+    def facts(self) -> str:
+        """What the change does, read from the diff: definitions added, removed or changed
+        (hunk headers name the enclosing one), a version bump; else its size."""
+        if not self.readable:
+            return self.by_name()
+        added: list[str] = []
+        removed: list[str] = []
+        touched: list[str] = []
+        version = None
+        for hunk in self.hunks:
+            header, *lines = hunk.splitlines()
+            context = _DEFINITION.match(header.split("@@")[-1].strip())
+            if context:
+                touched.append(context.group(1))
+            for line in lines:
+                if line[:1] in "+-" and (found := _DEFINITION.match(line[1:])):
+                    (added if line[0] == "+" else removed).append(found.group(1))
+                if line.startswith("+") and (bump := _VERSION.match(line[1:])):
+                    version = bump.group(1)
+        both = set(added) & set(removed)
+        parts = [f"bump version to {version}"] if version else []
+        if new := [d for d in dict.fromkeys(added) if d not in both]:
+            parts.append("add " + _names(new))
+        if gone := [d for d in dict.fromkeys(removed) if d not in both]:
+            parts.append("remove " + _names(gone))
+        changed = [d for d in dict.fromkeys([*touched, *both]) if d not in new and d not in gone]
+        if changed:
+            parts.append("change " + _names(changed))
+        if not parts:
+            verb = "new file" if self.kind == "add" else "edit"
+            parts.append(f"{verb} (+{self.added} -{self.removed} lines)")
+        return "; ".join(parts)
+
+
+_DEFINITION = re.compile(r"^\s*(?:export\s+|pub\s+|async\s+)*(?:def|class|function|fn|func|"
+                         r"struct|interface|enum|trait)\s+([A-Za-z_]\w*)")
+_VERSION = re.compile(r"""^\s*["']?version["']?\s*[=:]\s*["']([\w.+-]+)["']""", re.I)
+
+
+def _names(names: list[str], shown: int = 3) -> str:
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(n if n[:1].isupper() else f"{n}()" for n in names[:shown]) + more
+
+
 _HEADER = re.compile(r"^diff --git a/(.*) b/(.*)$")
 
 

@@ -1,7 +1,6 @@
 """commit-msg on the tiny model: format and structure are code's job, so they hold even
 when the model's words are noise."""
 
-import re
 from pathlib import Path
 
 import pytest
@@ -70,12 +69,22 @@ def test_empty_diff_is_exit_1(engine) -> None:
     assert isinstance(error.value.cause, NothingToCommit) and error.value.exit_code == 1
 
 
-def test_subject_cleanup_removes_labels_the_model_adds(engine) -> None:
-    agent = CommitMsg()
+def test_model_subjects_are_kept_only_when_they_read_like_one() -> None:
     from mempipe.git import FileChange
 
-    changes = [FileChange(path="mempipe/cli.py", added=3)]
-    subject = agent._subject('Subject: "Add a --json flag to the CLI."\nmore', changes, [])
-    assert subject == "feat(cli): add a --json flag to the CLI"
-    assert re.match(r"^refactor\(cli\): ", agent._subject("feat: tidy", [
-        FileChange(path="mempipe/cli.py", removed=9)], []))
+    agent = CommitMsg()
+    changes = [FileChange(path="mempipe/cli.py", added=3, hunks=["@@ -1 +1 @@\n+def show():"])]
+    assert agent._subject('Subject: "Add a --json flag to the CLI."\nmore', changes) == (
+        "feat(cli): add a --json flag to the CLI", True)
+    echoed, by_model = agent._subject("The subject line, starting with a verb:", changes)
+    assert echoed == "feat(cli): add show() in cli.py" and not by_model
+
+
+def test_a_version_bump_is_a_chore_and_long_subjects_end_on_a_word(repo: Path, engine) -> None:
+    diff = stage(repo, {"pyproject.toml": 'version = "4.3"\n', "notes.txt": "x\n"})
+    assert CommitMsg().pipeline().run(diff, engine=engine).startswith(
+        "chore: bump version to 4.3 in pyproject.toml and 1 more file")
+    names = "".join(f"def function_number_{i}():\n    pass\n" for i in range(6))
+    subject = CommitMsg(max_subject=40).pipeline().run(
+        stage(repo, {"src/mod.py": names}), engine=engine).splitlines()[0]
+    assert len(subject) <= 40 and not subject.endswith((" in", " and"))
