@@ -75,6 +75,7 @@ def main() -> None:
     parser.add_argument("--repo", default=str(Path(__file__).resolve().parent.parent))
     parser.add_argument("--n", type=int, default=50)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--name", help="what to call the repository in the output")
     parser.add_argument("--samples", type=int, default=5, help="messages shown in the output")
     args = parser.parse_args()
 
@@ -109,7 +110,7 @@ def main() -> None:
 
     result = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()}",
-        "device": getattr(engine, "device", None), "repo": os.path.basename(
+        "device": getattr(engine, "device", None), "repo": args.name or os.path.basename(
             os.path.abspath(args.repo.rstrip("/"))), "n": len(rows),
         **{k: fraction(k) for k in ("valid", "subject_ok", "names_changed", "model_subject",
                                     "baseline_valid",

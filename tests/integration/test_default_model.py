@@ -1,10 +1,12 @@
 """End to end on the real default model (SmolLM2-135M-Instruct, CPU): slow, and real."""
 
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from mempipe import ask, read, summarize
+from mempipe.agents.commit_msg import CONVENTIONAL
 from mempipe.engine import get_engine
 from tests.conftest import ALICE, mempipe
 
@@ -56,3 +58,24 @@ def test_cli_answers_from_stdin_with_the_default_model(home: Path) -> None:
     assert "hatter" in result.stdout.lower(), result.stdout
     models = mempipe("models")
     assert models.stdout.startswith("* smollm2-135m-instruct") and "cached" in models.stdout
+
+
+def test_commit_msg_for_a_real_diff(home: Path, tmp_path: Path) -> None:
+    from tests.conftest import sh
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    sh(repo, "git", "init", "-q")
+    (repo / "shop.py").write_text("def total(prices):\n    return sum(prices)\n")
+    sh(repo, "git", "add", ".")
+    (repo / "shop.py").write_text("def total(prices, tax=0.0):\n"
+                                  "    return sum(prices) * (1 + tax)\n\n\n"
+                                  "def cheapest(prices):\n    return min(prices)\n")
+    sh(repo, "git", "add", ".")
+    diff = subprocess.run(["git", "diff", "--staged"], cwd=repo, capture_output=True,
+                          text=True, check=True).stdout
+    result = mempipe("commit-msg", input=diff)
+    assert result.returncode == 0, result.stderr
+    subject = result.stdout.splitlines()[0]
+    assert CONVENTIONAL.match(subject) and len(subject) <= 72, subject
+    assert "shop.py" in result.stdout and "cheapest()" in result.stdout
