@@ -17,7 +17,10 @@ class Progress:
 
             self._bars = RichProgress(TextColumn("{task.description}"), BarColumn(),
                                       MofNCompleteColumn(), TimeElapsedColumn(),
-                                      console=Console(stderr=True), transient=True)
+                                      console=Console(stderr=True), transient=True,
+                                      # rich would route our stdout through its console
+                                      # (and highlight it); stdout belongs to the pipe.
+                                      redirect_stdout=False, redirect_stderr=False)
 
     def __enter__(self) -> Progress:
         if self._bars is not None:

@@ -1,6 +1,8 @@
 """The CLI as a shell user meets it: a subprocess, its exit code, stdout vs stderr."""
 
 import json
+import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -112,3 +114,16 @@ def test_output_to_a_closed_pipe_is_quiet() -> None:
     result = subprocess.run(shell, shell=True, capture_output=True, text=True, cwd=ROOT)
     assert result.stdout == ALICE.read_text()[:10]
     assert result.stderr == ""
+
+
+@pytest.mark.skipif(shutil.which("script") is None, reason="needs script(1) for a terminal")
+def test_at_a_terminal_progress_stays_on_stderr(tiny_model: Path, tmp_path: Path) -> None:
+    """With stderr a terminal the progress display runs; stdout must still get plain text."""
+    source, out = tmp_path / "in.txt", tmp_path / "out.txt"
+    source.write_text("Alice saw a [bold]Rabbit[/bold] call time(). " * 40)
+    command = (f"{shlex.quote(sys.executable)} -m mempipe --model {shlex.quote(str(tiny_model))}"
+               f" 'chunk --tokens 50' < {source} > {out}")
+    subprocess.run(["script", "-qec", command, "/dev/null"], cwd=ROOT, check=True,
+                   capture_output=True, timeout=120)
+    text = out.read_text()
+    assert "\x1b[" not in text and "[bold]Rabbit[/bold] call time()." in text
