@@ -51,7 +51,7 @@ class CommitMsg(ReduceAgent):
         changes = parse_diff("\n".join([item.text async for item in items]))
         if not changes:
             raise NothingToCommit("empty diff: nothing to write a commit message for")
-        lines = [f"{c.path}: {c.facts()}" if c.readable else c.by_name() for c in changes]
+        lines = [c.bullet() for c in changes]
         shown = lines[:MAX_BULLETS]
         if len(lines) > MAX_BULLETS:
             shown.append(f"and {len(lines) - MAX_BULLETS} more files")
@@ -93,7 +93,7 @@ def main_change(changes: list[FileChange]) -> str:
                 change.added + change.removed)
 
     main = max(changes, key=weight)
-    facts = main.facts() if main.readable else main.by_name()
+    facts = main.facts()
     if facts.startswith(("edit (", "new file (")):
         facts = f"{'add' if main.kind == 'add' else 'update'} {main.path}"
     elif main.readable:

@@ -66,6 +66,10 @@ class FileChange:
         return f"{verb} {self.path}{what}"
 
 
+    def bullet(self) -> str:
+        """The file's line in a commit body: `path: facts`, or what happened to it."""
+        return f"{self.path}: {self.facts()}" if self.readable else self.by_name()
+
     def facts(self) -> str:
         """What the change does, read from the diff: definitions added, removed or changed
         (hunk headers name the enclosing one), a version bump; else its size."""

@@ -101,6 +101,5 @@ def _as_items(input: Input) -> list[Item]:
             for v in values]
 
 
-
 def _joined(items: list[Item]) -> str:
     return "\n\n".join(item.text for item in items)
