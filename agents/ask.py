@@ -1,55 +1,103 @@
-"""ask: answer a question from what was piped in, narrowed to what bears on it."""
+"""ask: answer a question from memory: recall passages, focus them to the sentences that
+bear on the question, answer from those in a tight context, cite what was used."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from typing import ClassVar
 
+import anyio
 from pydantic import Field
 
 from mempipe.agents.base import ReduceAgent
 from mempipe.errors import UsageError
+from mempipe.memory.store import Passage, Store
+from mempipe.pipes.answers import asks_for_someone, names
 from mempipe.pipes.context import Context
 from mempipe.pipes.item import Item
-from mempipe.pipes.relevance import bm25
+from mempipe.pipes.relevance import focus
 
 SYSTEM = "You answer questions about a text briefly, using only the text."
-PROMPT = "{text}\n\n---\nUsing only the text above, answer briefly: {question}"
-PASSAGE_TOKENS = 256  # small passages: a small model answers best from little, relevant text
+PROMPT = "Text: {text}\n\nQuestion: {question}\nAnswer in a few words."
+CHOOSE_CHARS = 60    # a name is chosen from the one sentence that matches best
+WRITE_CHARS = 400    # a written answer gets a few sentences from each of its best passages
+WRITE_PASSAGES = 3
 
 
 class Ask(ReduceAgent):
-    """Answer a question from the piped input; input over budget is narrowed to the
-    passages most relevant to the question."""
+    """Answer a question from memory (--from NS), or from what this run read and piped in."""
 
     name: ClassVar[str] = "ask"
     positional: ClassVar[tuple[str, ...]] = ("question",)
 
     question: str = Field(min_length=1, description="the question")
+    from_: str | None = Field(default=None, alias="from",
+                              description="namespaces to recall from (comma-separated)")
+    k: int = Field(default=5, ge=1, le=50, description="passages to recall")
     max_tokens: int = Field(default=128, ge=1, description="length of the answer, tokens")
 
+    @property
+    def needs_input(self) -> bool:
+        return self.from_ is None
+
     async def reduce(self, items: AsyncIterator[Item], ctx: Context) -> AsyncIterator[Item]:
-        collected = [item async for item in items]
-        if not collected:
+        async for item in items:
+            ctx.scratch.add(item)
+        if self.from_ is None and not ctx.scratch:
             raise UsageError("nothing to answer from")
-        room = ctx.room(self.max_tokens, PROMPT.format(text="", question=self.question), SYSTEM)
-        evidence = collected
-        if sum(ctx.count_tokens([i.text for i in collected])) > room:
-            evidence = _narrow(self.question, collected, room, ctx)
-        text = "\n\n".join(i.text for i in evidence)
-        answer = await ctx.generate(PROMPT.format(text=text, question=self.question),
-                                    system=SYSTEM, max_tokens=self.max_tokens)
-        yield Item.combined(answer, evidence, question=self.question)
+        contexts = await anyio.to_thread.run_sync(self._recall, ctx)
+        if not contexts:
+            raise UsageError(f"nothing in {self.from_ or 'the input'} bears on the question")
+        someone = asks_for_someone(self.question)
+        chars = CHOOSE_CHARS if someone else WRITE_CHARS
+        windows = sorted((focus(self.question, c, chars) for c in contexts),
+                         key=lambda w: -(w.score or 0.0))
+        options = names(windows[0].text, self.question) if someone else []
+        if options:
+            evidence = windows[:1]
+            scores = await ctx.choose(self._prompt(evidence), options, system=SYSTEM)
+            answer = options[max(range(len(options)), key=lambda i: scores[i])]
+        else:
+            evidence = self._fit(windows[:WRITE_PASSAGES], ctx)
+            answer = await ctx.generate(self._prompt(evidence), system=SYSTEM,
+                                        max_tokens=self.max_tokens)
+        sources = [{"source": w.source, "span": w.span} for w in evidence]
+        yield Item.combined(answer, evidence, question=self.question, sources=sources)
 
+    def _prompt(self, evidence: list[Item]) -> str:
+        return PROMPT.format(text="\n\n".join(w.text for w in evidence), question=self.question)
 
-def _narrow(question: str, items: list[Item], room: int, ctx: Context) -> list[Item]:
-    """The passages most relevant to `question` that fit `room` tokens, in reading order."""
-    passages = [p for item in items for p in ctx.chunks(item, PASSAGE_TOKENS)]
-    scores = bm25(question, [p.text for p in passages])
-    sizes = ctx.count_tokens([p.text for p in passages])
-    chosen, used = [], 0
-    for i in sorted(range(len(passages)), key=lambda i: -scores[i]):
-        if used + sizes[i] + 2 <= room:
-            chosen.append(i)
-            used += sizes[i] + 2
-    return [passages[i] for i in sorted(chosen)]
+    def _fit(self, windows: list[Item], ctx: Context) -> list[Item]:
+        """The best windows that fit the prompt's room, best first."""
+        room = ctx.room(self.max_tokens, self._prompt([]), SYSTEM)
+        chosen, used = [], 0
+        for window, size in zip(windows, ctx.count_tokens([w.text for w in windows])):
+            if used + size + 2 <= room:
+                chosen.append(window)
+                used += size + 2
+        if not chosen:
+            raise UsageError(f"--budget {self.budget} leaves no room for any evidence")
+        return chosen
+
+    def _recall(self, ctx: Context) -> list[Item]:
+        """Recalled passages, each widened by the passages around it in its document."""
+        found: list[tuple[Store, Passage]] = []
+        if self.from_ is not None:
+            store = Store()
+            spaces = [n.strip() for n in self.from_.split(",") if n.strip()]
+            missing = [n for n in spaces if n not in store.namespaces()]
+            if missing:
+                raise UsageError(f"no such namespace: {missing[0]}")
+            found += [(store, p) for p in store.search(spaces, self.question, self.k)]
+        if ctx.scratch:
+            found += [(ctx.scratch.store, p) for p in ctx.scratch.recall(self.question, self.k)]
+        contexts, seen = [], set()
+        for store, passage in found:
+            if (passage.namespace, passage.id) in seen:
+                continue
+            around = store.neighbours(passage, 1, 1)
+            seen.update((p.namespace, p.id) for p in around)
+            contexts.append(Item(text="".join(p.text for p in around), source=passage.source,
+                                 span=(around[0].span[0], around[-1].span[1]),
+                                 meta={"namespace": passage.namespace}))
+        return contexts

@@ -28,7 +28,8 @@ BUDGET_HELP = "context tokens, prompt and output together"
 class Agent(BaseModel):
     """Base of every agent; its docstring's first line is what `mempipe agents` shows."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # populate_by_name: an option spelled `--from` in the DSL is `from_` in Python
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     name: ClassVar[str] = ""
     kind: ClassVar[Kind]
@@ -38,6 +39,12 @@ class Agent(BaseModel):
     source_at_terminal: ClassVar[str | None] = None
 
     budget: int = Field(default=DEFAULT_BUDGET, ge=64, description=BUDGET_HELP)
+
+    @property
+    def needs_input(self) -> bool:
+        """False when this agent, placed first, has all it needs without a source
+        (`ask --from NS` answers from memory): stdin is then not read."""
+        return True
 
     def __or__(self, other: Agent | Pipeline) -> Pipeline:
         from mempipe.pipes.pipeline import Pipeline

@@ -42,7 +42,9 @@ class Read(SourceAgent):
                     ctx.warn(f"{source}: {bad} undecodable bytes replaced")
                 if text.strip():
                     produced = True
-                    yield Item(text=text, source=source, span=(0, len(text)))
+                    item = Item(text=text, source=source, span=(0, len(text)))
+                    ctx.scratch.add(item)  # later stages may recall it (see memory/scratch.py)
+                    yield item
         if not produced:
             where = ", ".join(self.paths)
             raise UsageError("empty input" if self.paths == ["-"] else f"empty input: {where}")

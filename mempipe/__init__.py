@@ -13,11 +13,15 @@ from typing import Any
 from mempipe.agents.ask import Ask
 from mempipe.agents.base import Agent, MapAgent, ReduceAgent, SourceAgent
 from mempipe.agents.chunk import Chunk
+from mempipe.agents.focus import Focus
 from mempipe.agents.function import agent
 from mempipe.agents.map import Map
 from mempipe.agents.read import Read
+from mempipe.agents.recall import Recall
+from mempipe.agents.remember import Remember
 from mempipe.agents.summarize import Summarize
 from mempipe.errors import MempipeError
+from mempipe.memory import Memory, Passage
 from mempipe.pipes.build import parse as pipe
 from mempipe.pipes.item import Item
 from mempipe.pipes.pipeline import Pipeline
@@ -25,8 +29,9 @@ from mempipe.pipes.pipeline import Pipeline
 __version__ = "0.1.0"
 
 __all__ = [
-    "Agent", "Item", "MapAgent", "MempipeError", "Pipeline", "ReduceAgent", "SourceAgent",
-    "agent", "ask", "chunk", "map", "pipe", "read", "summarize",
+    "Agent", "Item", "MapAgent", "Memory", "MempipeError", "Passage", "Pipeline", "ReduceAgent",
+    "SourceAgent", "agent", "ask", "chunk", "focus", "map", "pipe", "read", "recall",
+    "remember", "summarize",
 ]
 
 
@@ -46,8 +51,23 @@ def summarize(words: int = 150, **options: Any) -> Summarize:
 
 
 def ask(question: str, **options: Any) -> Ask:
-    """The answer to `question` from what is piped in."""
+    """The answer to `question`, from memory (`from_="books"`) or from what is piped in."""
     return Ask(question=question, **options)
+
+
+def recall(query: str, from_: str = "default", k: int = 5, **options: Any) -> Recall:
+    """The `k` passages of namespace `from_` that best answer `query`."""
+    return Recall(query=query, from_=from_, k=k, **options)
+
+
+def remember(into: str = "default", **options: Any) -> Remember:
+    """Each item kept in namespace `into` (indexed once per content), passed on unchanged."""
+    return Remember(into=into, **options)
+
+
+def focus(question: str, chars: int = 150, **options: Any) -> Focus:
+    """Each item narrowed to the sentences that bear most on `question`."""
+    return Focus(question=question, chars=chars, **options)
 
 
 def map(instruction: str, **options: Any) -> Map:

@@ -10,6 +10,7 @@ from typing import Any
 import sqlite_utils
 
 from mempipe.config import home
+from mempipe.database import connect, write
 from mempipe.pipes.trace import Trace
 
 
@@ -28,27 +29,18 @@ def _m001_initial(db: sqlite_utils.Database) -> None:
                        foreign_keys=[("run_id", "runs", "id")])
 
 
-MIGRATIONS = [_m001_initial]  # append, never edit: each runs once per database, in order
+MIGRATIONS = [_m001_initial]  # append, never edit
 
 
 def open_db() -> sqlite_utils.Database:
-    db = sqlite_utils.Database(path())
-    db.enable_wal()
-    with db.conn:
-        db.execute("create table if not exists _migrations (name text primary key)")
-        done = {row[0] for row in db.execute("select name from _migrations").fetchall()}
-        for migration in MIGRATIONS:
-            if migration.__name__ not in done:
-                migration(db)
-                db["_migrations"].insert({"name": migration.__name__})
-    return db
+    return connect(path(), MIGRATIONS)
 
 
 def record(pipeline: str, model: str, trace: Trace, status: str, error: str | None,
            seconds: float, output: str) -> int:
     """Store one run with its stages and model calls; returns the run id."""
     db = open_db()
-    with db.conn:
+    with write(db):
         run_id = db["runs"].insert({
             "started": (dt.datetime.now(dt.UTC) - dt.timedelta(seconds=seconds))
             .isoformat(timespec="seconds"),

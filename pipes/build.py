@@ -30,7 +30,8 @@ def _build(raw: RawStage, index: int, text: str) -> list[Agent]:
         cls = registry.get(head.text)
     except Exception as exc:
         raise PipelineSyntaxError(f"stage {index + 1}: {exc}", text, head.position) from None
-    fields = {name: info for name, info in cls.model_fields.items()}
+    # Keyed by how the DSL spells them: an alias (`from`) where a name would be a keyword.
+    fields = {info.alias or name: info for name, info in cls.model_fields.items()}
     values: dict[str, Any] = {}
     positional: list[Word] = []
     i = 0
@@ -115,7 +116,7 @@ def to_dsl(pipeline: Pipeline) -> str:
     stages = []
     for agent in pipeline.stages:
         words = [agent.name]
-        given = agent.model_dump(exclude_defaults=True)
+        given = agent.model_dump(exclude_defaults=True, by_alias=True)
         for name in agent.positional:
             value = given.pop(name, None)
             values = value if isinstance(value, list) else [] if value is None else [value]

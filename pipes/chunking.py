@@ -10,16 +10,23 @@ from collections.abc import Callable
 Counter = Callable[[list[str]], list[int]]  # tokens in each text
 Span = tuple[int, int]
 
-# A sentence ends after . ! ? (and any closing quotes or brackets) before whitespace,
-# or at a blank line.
-_SENTENCE_END = re.compile(r"""(?<=[.!?])["'”’)\]]*\s+|\n\s*\n\s*""")
+# A sentence ends after . ! ? (and any closing quotes or brackets) before whitespace and
+# a word that does not start in lower case (`“Stop!” said Alice` is one sentence), or at a
+# blank line.
+_SENTENCE_END = re.compile(r"""(?<=[.!?])["'”’)\]]*\s+(?![a-z])|\n\s*\n\s*""")
 _WORD = re.compile(r"\S+\s*|\s+")
+# A full stop after a title or a common abbreviation does not end the sentence.
+_ABBREVIATION = re.compile(r"\b(?:Mr|Mrs|Ms|Dr|St|Sr|Jr|Prof|Rev|Col|Gen|Capt|Lt|Mt|vs|etc|e\.g"
+                           r"|i\.e)\.$")
 
 
 def sentence_spans(text: str) -> list[Span]:
     """Spans covering `text` end to end, one per sentence (with its trailing space)."""
     spans, start = [], 0
     for match in _SENTENCE_END.finditer(text):
+        if (text.count("\n", match.start(), match.end()) < 2
+                and _ABBREVIATION.search(text, max(0, match.start() - 5), match.start())):
+            continue
         if match.end() > start:
             spans.append((start, match.end()))
             start = match.end()

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 
+import anyio
+
 from mempipe.engine.base import Engine, GenerationRequest, Message
+from mempipe.memory.scratch import Scratch
 from mempipe.pipes.chunking import chunk_spans
 from mempipe.pipes.item import Item
 from mempipe.pipes.progress import Progress, Task
@@ -30,6 +33,7 @@ class Context:
     stats: StageStats
     trace: Trace
     progress: Progress
+    scratch: Scratch = field(default_factory=Scratch)  # shared by every stage of a run
 
     @property
     def budget(self) -> int:
@@ -69,6 +73,27 @@ class Context:
                                      tokens_out=result.completion_tokens,
                                      seconds=result.seconds))
         return result.text
+
+    async def choose(self, prompt: str, options: list[str], *,
+                     system: str | None = None) -> list[float]:
+        """How strongly the model would reply each option to `prompt` (mean log-probability
+        of its tokens), within this agent's budget."""
+        messages = _messages(prompt, system)
+        longest = max(self.count_tokens(options), default=0)
+        needed = self.engine.prompt_tokens(messages) + longest
+        if needed > self.budget:
+            from mempipe.errors import BudgetExceeded
+
+            raise BudgetExceeded(f"{self.stats.name}: prompt and options take {needed} "
+                                 f"tokens, over its budget of {self.budget}")
+        scores = await anyio.to_thread.run_sync(self.engine.score, messages, options)
+        self.stats.calls += 1
+        self.stats.tokens_in += needed
+        best = options[max(range(len(options)), key=lambda i: scores[i])] if options else ""
+        self.trace.calls.append(Call(stage=self.stats.index, agent=self.stats.name,
+                                     prompt=prompt, output=f"chose {best!r} of {options}",
+                                     tokens_in=needed, tokens_out=0, seconds=0.0))
+        return scores
 
     async def map(self, fn: Callable[[T], Awaitable[R]], values: Sequence[T],
                   description: str | None = None, limit: int = 8) -> list[R]:

@@ -87,6 +87,8 @@ class Pipeline:
             if input is not None:
                 raise ValueError(f"{self.stages[0].name} reads its own input; do not pass input")
             return self.stages
+        if input is None and not self.stages[0].needs_input:
+            return self.stages
         if input is None:
             fallback = self.stages[0].source_at_terminal
             if fallback and sys.stdin is not None and sys.stdin.isatty():

@@ -31,12 +31,12 @@ class Progress:
         if self._bars is not None:
             self._bars.stop()
 
-    def task(self, description: str, total: int) -> Task:
+    def task(self, description: str, total: int | None) -> Task:
         return Task(self._bars, description, total)
 
 
 class Task:
-    def __init__(self, bars: Any, description: str, total: int):
+    def __init__(self, bars: Any, description: str, total: int | None):
         self._bars = bars
         self._id = bars.add_task(description, total=total) if bars is not None else None
 

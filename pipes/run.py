@@ -15,6 +15,7 @@ from anyio.abc import ObjectReceiveStream, ObjectSendStream
 from mempipe.agents.base import Agent, MapAgent, ReduceAgent, SourceAgent
 from mempipe.engine.base import Engine
 from mempipe.errors import StageError
+from mempipe.memory.scratch import Scratch
 from mempipe.pipes.context import Context
 from mempipe.pipes.item import Item
 from mempipe.pipes.progress import Progress
@@ -30,12 +31,13 @@ async def run_stages(stages: Sequence[Agent], engine: Engine,
                      progress: Progress) -> None:
     """Run `stages` (the first one a source) and hand each output item to `emit`."""
     trace.stages = [StageStats(i, a.name) for i, a in enumerate(stages)]
+    scratch = Scratch()
     try:
         async with anyio.create_task_group() as tg:
             upstream: ObjectReceiveStream[Item] | None = None
             for agent, stats in zip(stages, trace.stages):
                 send, receive = anyio.create_memory_object_stream[Item](BUFFER)
-                ctx = Context(engine, agent, stats, trace, progress)
+                ctx = Context(engine, agent, stats, trace, progress, scratch)
                 tg.start_soon(_stage, agent, ctx, upstream, send)
                 upstream = receive
             assert upstream is not None

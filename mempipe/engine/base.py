@@ -52,3 +52,13 @@ class Engine(Protocol):
     async def generate(self, request: GenerationRequest) -> Generation:
         """Complete one request; concurrent calls are batched together."""
         ...
+
+    def score(self, messages: list[Message], options: list[str]) -> list[float]:
+        """For each option, the mean log-probability of its tokens as the reply to
+        `messages`: how the model would choose among answers it did not write."""
+        ...
+
+    def surprise(self, text: str) -> list[tuple[int, int, float]]:
+        """(start, end, -log p) for each token of `text`: character offsets of the token
+        and how surprised the model was by it, read in overlapping windows."""
+        ...

@@ -213,6 +213,52 @@ class LocalEngine:
                                   finish_reason=finish)
 
 
+    # -- reading without generating -------------------------------------------------------
+    def score(self, messages: list[Message], options: list[str]) -> list[float]:
+        import torch
+
+        if not options:
+            return []
+        prompt = self._prompt_ids(messages)
+        rows = [self.tokenizer(o, add_special_tokens=False)["input_ids"] or [0]
+                for o in options]
+        longest = max(len(r) for r in rows)
+        pad = self.tokenizer.pad_token_id
+        ids = torch.tensor([prompt + r + [pad] * (longest - len(r)) for r in rows],
+                           device=self.model.device)  # (options, prompt + longest)
+        with torch.inference_mode():
+            logits = self.model(input_ids=ids).logits[:, len(prompt) - 1:-1].float()
+        logp = logits.log_softmax(-1)  # (options, longest, vocab): the reply's positions
+        scores = []
+        for i, row in enumerate(rows):
+            picked = logp[i, torch.arange(len(row)), torch.tensor(row)]
+            scores.append(float(picked.mean()))
+        return scores
+
+    def surprise(self, text: str, window: int = 1024) -> list[tuple[int, int, float]]:
+        import torch
+
+        encoded = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        ids, offsets = encoded["input_ids"], encoded["offset_mapping"]
+        nll = [0.0] * len(ids)  # the first token has nothing before it to predict it
+        step = window // 2  # each window scores its second half, with a half of context
+        for start in range(0, max(1, len(ids) - 1), step):
+            chunk = ids[start:start + window]
+            if len(chunk) < 2:
+                break
+            with torch.inference_mode():
+                logits = self.model(input_ids=torch.tensor([chunk], device=self.model.device)
+                                    ).logits[0, :-1].float()
+            losses = torch.nn.functional.cross_entropy(
+                logits, torch.tensor(chunk[1:], device=logits.device), reduction="none")
+            first = 0 if start == 0 else step - 1  # tokens the window before did not score
+            for i in range(first, len(chunk) - 1):
+                nll[start + i + 1] = float(losses[i])
+            if start + window >= len(ids):
+                break
+        return [(a, b, n) for (a, b), n in zip(offsets, nll)]
+
+
 def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
     ids = model.generation_config.eos_token_id
     found = set(ids if isinstance(ids, list) else [ids] if ids is not None else [])

@@ -53,7 +53,8 @@ def test_agents_and_version() -> None:
     listed = mempipe("agents")
     assert listed.returncode == 0
     names = [line.split()[0] for line in listed.stdout.splitlines()]
-    assert names == ["ask", "chunk", "commit-msg", "map", "read", "staged-diff", "summarize"]
+    assert names == ["ask", "chunk", "commit-msg", "focus", "map", "read", "recall", "remember",
+                     "staged-diff", "summarize"]
     assert "--tokens=800" in listed.stdout
     as_json = [json.loads(line) for line in mempipe("agents", "--json").stdout.splitlines()]
     assert {"name": "ask", "kind": "reduce"}.items() <= as_json[0].items()

@@ -61,3 +61,9 @@ def test_cut_loop_stops_where_the_model_repeats_itself() -> None:
     assert cut_loop(looping) == ("The Footman is interrupted by the Duchess. The footman is "
                                  "interrupted by the Duchess, who is looking at the baby.")
     assert cut_loop("No loop here at all, just words.") == "No loop here at all, just words."
+
+
+def test_attributions_and_titles_do_not_end_sentences() -> None:
+    text = "“Stop!” said Alice to herself. “Go on,” said Mr. King. The end."
+    assert [text[a:b] for a, b in sentence_spans(text)] == [
+        "“Stop!” said Alice to herself. ", "“Go on,” said Mr. King. ", "The end."]

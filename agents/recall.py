@@ -1,0 +1,39 @@
+"""recall: passages from memory that answer a query, best first, with source and span."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import ClassVar
+
+import anyio
+from pydantic import Field
+
+from mempipe.agents.base import SourceAgent
+from mempipe.errors import UsageError
+from mempipe.memory.store import Store
+from mempipe.pipes.context import Context
+from mempipe.pipes.item import Item
+
+
+class Recall(SourceAgent):
+    """Recall the passages that best answer a query from a memory namespace."""
+
+    name: ClassVar[str] = "recall"
+    positional: ClassVar[tuple[str, ...]] = ("query",)
+
+    query: str = Field(min_length=1, description="what to look for")
+    from_: str = Field(default="default", alias="from",
+                       description="namespaces to recall from (comma-separated)")
+    k: int = Field(default=5, ge=1, le=1000, description="passages to recall")
+
+    async def produce(self, ctx: Context) -> AsyncIterator[Item]:
+        for passage in await anyio.to_thread.run_sync(self._search):
+            yield passage.item()
+
+    def _search(self) -> list:
+        store = Store()
+        spaces = [n.strip() for n in self.from_.split(",") if n.strip()]
+        missing = [n for n in spaces if n not in store.namespaces()]
+        if missing:
+            raise UsageError(f"no such namespace: {missing[0]}")
+        return store.search(spaces, self.query, self.k)

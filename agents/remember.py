@@ -1,0 +1,48 @@
+"""remember: keep what flows through in a memory namespace, and pass it on unchanged."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import anyio
+from pydantic import Field, field_validator
+
+from mempipe.agents.base import MapAgent
+from mempipe.memory import Memory, Segmenter
+from mempipe.memory.scratch import NAMESPACE as SCRATCH
+from mempipe.memory.segment import PASSAGE_TOKENS
+from mempipe.memory.store import check_namespace
+from mempipe.pipes.context import Context
+from mempipe.pipes.item import Item
+
+
+class Remember(MapAgent):
+    """Remember each item in a namespace (indexed once per content), passing it on."""
+
+    name: ClassVar[str] = "remember"
+    concurrency: ClassVar[int] = 1  # one writer per stage; the store orders the rest
+
+    into: str = Field(default="default", description="the namespace to remember into")
+    episodes: bool = Field(default=False,
+                           description="cut passages where the model is surprised (EM-LLM)")
+    gamma: float = Field(default=1.0, gt=0, description="episode boundary: mean + gamma*std")
+    tokens: int = Field(default=PASSAGE_TOKENS, ge=8, le=256,
+                        description="largest passage, in embedder tokens")
+
+    @field_validator("into")
+    @classmethod
+    def _valid_namespace(cls, value: str) -> str:
+        if value == SCRATCH:
+            raise ValueError("scratch is each run's own namespace; choose another name")
+        return check_namespace(value)
+
+    async def map(self, item: Item, ctx: Context) -> list[Item]:
+        segmenter = Segmenter(tokens=self.tokens, gamma=self.gamma,
+                              engine=ctx.engine if self.episodes else None)
+        task = ctx.progress.task(f"remember {item.source}", None)
+        try:
+            await anyio.to_thread.run_sync(
+                lambda: Memory(self.into).remember(item, segmenter=segmenter))
+        finally:
+            task.done()
+        return [item]

