@@ -11,6 +11,7 @@ from pydantic import Field
 
 from mempipe.agents.base import ReduceAgent
 from mempipe.errors import UsageError
+from mempipe.memory.query import phrases
 from mempipe.memory.store import Passage, Store
 from mempipe.pipes.answers import asks_for_someone, names
 from mempipe.pipes.context import Context
@@ -19,9 +20,9 @@ from mempipe.pipes.relevance import focus
 
 SYSTEM = "You answer questions about a text briefly, using only the text."
 PROMPT = "Text: {text}\n\nQuestion: {question}\nAnswer in a few words."
-CHOOSE_CHARS = 60    # a name is chosen from the one sentence that matches best
-WRITE_CHARS = 400    # a written answer gets a few sentences from each of its best passages
-WRITE_PASSAGES = 3
+PINNED_CHARS = 60    # a quotation in the question pins the evidence to its one sentence
+WIDE_CHARS = 400     # otherwise: a few sentences from each of the best passages
+WIDE_PASSAGES = 3
 
 
 class Ask(ReduceAgent):
@@ -48,17 +49,17 @@ class Ask(ReduceAgent):
         contexts = await anyio.to_thread.run_sync(self._recall, ctx)
         if not contexts:
             raise UsageError(f"nothing in {self.from_ or 'the input'} bears on the question")
-        someone = asks_for_someone(self.question)
-        chars = CHOOSE_CHARS if someone else WRITE_CHARS
-        windows = sorted((focus(self.question, c, chars) for c in contexts),
-                         key=lambda w: -(w.score or 0.0))
-        options = names(windows[0].text, self.question) if someone else []
+        pinned = bool(phrases(self.question))
+        windows = sorted((focus(self.question, c, PINNED_CHARS if pinned else WIDE_CHARS)
+                          for c in contexts), key=lambda w: -(w.score or 0.0))
+        evidence = self._fit(windows[:1] if pinned else windows[:WIDE_PASSAGES], ctx)
+        options = []
+        if asks_for_someone(self.question):
+            options = names(" ".join(w.text for w in evidence), self.question)
         if options:
-            evidence = windows[:1]
             scores = await ctx.choose(self._prompt(evidence), options, system=SYSTEM)
             answer = options[max(range(len(options)), key=lambda i: scores[i])]
         else:
-            evidence = self._fit(windows[:WRITE_PASSAGES], ctx)
             answer = await ctx.generate(self._prompt(evidence), system=SYSTEM,
                                         max_tokens=self.max_tokens)
         sources = [{"source": w.source, "span": w.span} for w in evidence]

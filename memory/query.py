@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 _WORD = re.compile(r"\w+")
 _PHRASE = re.compile(r'"([^"]+)"|“([^”]+)”')
+MAX_PHRASE_WORDS = 8
 RRF_K = 60  # the constant of Cormack et al.: damps the weight of the very first ranks
 
 
@@ -19,6 +20,12 @@ def phrases(query: str) -> list[str]:
     """The double-quoted phrases of `query` ("straight" or “curly”) with 2+ words."""
     found = [a or b for a, b in _PHRASE.findall(query)]
     return [p for p in found if len(words(p)) >= 2]
+
+
+def exact(query: str) -> list[str]:
+    """What a passage must hold word for word to rank first: the quoted phrases, or with
+    none, a short query as a whole (`off with her head` finds the line itself)."""
+    return phrases(query) or ([query] if 2 <= len(words(query)) <= MAX_PHRASE_WORDS else [])
 
 
 def fts_any(query: str) -> str | None:

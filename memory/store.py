@@ -169,7 +169,7 @@ class Store:
         for name in namespaces:
             check_namespace(name)
         exact: list[int] = []
-        for phrase in q.phrases(query):
+        for phrase in q.exact(query):
             exact += [i for i in self._bm25(namespaces, q.fts_phrase(phrase)) if i not in exact]
         fused = q.fuse([self._bm25(namespaces, q.fts_any(query)),
                         self._dense(namespaces, query)])

@@ -2,7 +2,7 @@
 
     mempipe "summarize book.txt | ask 'who said X'"
     cat x | mempipe "chunk --tokens 800 | summarize"
-    mempipe agents | models | logs
+    mempipe agents | models | logs | memory ...
 
 All errors end here, as one line on stderr and an exit code: 2 for bad input, 1 for a
 failure while running, 130 for Ctrl-C."""
@@ -20,6 +20,7 @@ import click
 from click_default_group import DefaultGroup
 
 from mempipe import __version__
+from mempipe.cli_memory import memory
 from mempipe.errors import MempipeError, UsageError
 
 
@@ -203,6 +204,9 @@ def hook_run(message_file: str, source: str | None, sha: str | None,
         why = str(exc) or type(exc).__name__
     if why:
         click.echo(f"mempipe: no message drafted: {why}", err=True)
+
+
+cli.add_command(memory)
 
 
 def main() -> None:

@@ -4,6 +4,7 @@ Shared by the run logs and the memory store so both upgrade the same way."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -15,7 +16,8 @@ import sqlite_utils
 from mempipe.errors import MempipeError
 
 Migration = Callable[[sqlite_utils.Database], None]
-LOCK_TIMEOUT = 30.0  # seconds a writer waits for another process before giving up
+# Seconds a writer waits for another process before giving up.
+LOCK_TIMEOUT = float(os.environ.get("MEMPIPE_LOCK_TIMEOUT", "30"))
 
 
 class DatabaseLocked(MempipeError):
@@ -41,9 +43,11 @@ def connect(path: Path | str, migrations: list[Migration]) -> sqlite_utils.Datab
 
 
 @contextmanager
-def write(db: sqlite_utils.Database, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
+def write(db: sqlite_utils.Database, timeout: float | None = None) -> Iterator[None]:
     """One write transaction, all or nothing. Taking the write lock is retried with
-    backoff while another process holds it, then fails with a clear error."""
+    backoff while another process holds it (LOCK_TIMEOUT seconds), then fails with a
+    clear error."""
+    timeout = LOCK_TIMEOUT if timeout is None else timeout
     deadline, pause = time.monotonic() + timeout, 0.01
     while True:
         try:

@@ -1,16 +1,18 @@
 """End to end on the real default model (SmolLM2-135M-Instruct, CPU): slow, and real."""
 
+import json
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from mempipe import ask, read, summarize
+from mempipe import Item, Memory, ask, read, summarize
 from mempipe.agents.commit_msg import CONVENTIONAL
 from mempipe.engine import get_engine
 from tests.conftest import ALICE, mempipe
 
 pytestmark = pytest.mark.integration
+QA = ALICE.parent / "qa" / "alice_in_wonderland.whosaid.jsonl"
 
 CHARACTERS = ["Rabbit", "Queen", "King", "Hatter", "Cat", "Duchess", "Caterpillar", "Turtle",
               "Gryphon", "Dormouse", "Hare", "Knave", "Mouse", "Dodo", "Pigeon", "Lory", "Bill",
@@ -79,3 +81,28 @@ def test_commit_msg_for_a_real_diff(home: Path, tmp_path: Path) -> None:
     subject = result.stdout.splitlines()[0]
     assert CONVENTIONAL.match(subject) and len(subject) <= 72, subject
     assert "shop.py" in result.stdout and "cheapest()" in result.stdout
+
+
+def test_cli_remembers_a_book_and_answers_with_a_cited_span(home: Path) -> None:
+    stored = mempipe(f"read {ALICE} | remember --into alice")
+    assert stored.returncode == 0, stored.stderr
+    result = mempipe("--json", "ask 'Who said \"Off with her head\"?' --from alice")
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    assert "queen" in answer["text"].lower(), answer
+    [cited] = answer["meta"]["sources"]
+    start, end = cited["span"]
+    assert cited["source"] == str(ALICE)
+    assert "off with her head" in ALICE.read_text()[start:end].lower()
+
+
+def test_who_said_accuracy_on_alice_from_text_memory(home: Path) -> None:
+    """The whole who-said set for Alice, as bench/whosaid.py asks it (measured 93%)."""
+    from bench.whosaid import correct
+
+    text = ALICE.read_text()
+    Memory("alice-qa").remember(Item(text=text, source=str(ALICE), span=(0, len(text))))
+    questions = [json.loads(line) for line in QA.read_text().splitlines()]
+    right = [correct(ask(q["question"], from_="alice-qa").run(engine=get_engine()),
+                     q["answer"]) for q in questions]
+    assert sum(right) / len(right) >= 0.8, sum(right)

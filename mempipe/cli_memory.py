@@ -1,0 +1,108 @@
+"""`mempipe memory ...`: look into the memory store and move namespaces in and out.
+Each command is one call on `mempipe.memory.Store`."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+
+def _store():
+    from mempipe.memory import Store
+
+    return Store()
+
+
+def _show(passage, as_json: bool) -> None:
+    if as_json:
+        click.echo(passage.model_dump_json())
+        return
+    text = " ".join(passage.text.split())
+    text = text if len(text) <= 100 else text[:99] + "…"
+    click.echo(f"#{passage.id} {passage.source}:{passage.span[0]}-{passage.span[1]}  {text}")
+
+
+@click.group()
+def memory() -> None:
+    """The memory store: namespaces of remembered passages."""
+
+
+@memory.command("list")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per namespace.")
+def list_(as_json: bool) -> None:
+    """Every namespace with its documents and passages."""
+    for row in _store().stats():
+        if as_json:
+            click.echo(json.dumps(row))
+        else:
+            click.echo(f"{row['namespace']:<24} {row['documents']} documents, "
+                       f"{row['passages']} passages, {row['chars']} chars")
+
+
+@memory.command()
+@click.argument("namespace")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per passage.")
+def show(namespace: str, as_json: bool) -> None:
+    """The passages of NAMESPACE in the order they were remembered."""
+    store = _store()
+    if namespace not in store.namespaces():
+        from mempipe.errors import UsageError
+
+        raise UsageError(f"no such namespace: {namespace}")
+    for passage in store.passages(namespace):
+        _show(passage, as_json)
+
+
+@memory.command()
+@click.argument("namespace")
+@click.argument("query")
+@click.option("-k", default=5, show_default=True, help="How many passages.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per passage.")
+def search(namespace: str, query: str, k: int, as_json: bool) -> None:
+    """The K passages of NAMESPACE that best answer QUERY, best first."""
+    store = _store()
+    if namespace not in store.namespaces():
+        from mempipe.errors import UsageError
+
+        raise UsageError(f"no such namespace: {namespace}")
+    for passage in store.search([namespace], query, k):
+        _show(passage, as_json)
+
+
+@memory.command()
+@click.argument("namespace", required=False)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per namespace.")
+def stats(namespace: str | None, as_json: bool) -> None:
+    """Counts per namespace: documents, passages, characters, recalls, last write."""
+    for row in _store().stats(namespace):
+        click.echo(json.dumps(row) if as_json else
+                   "  ".join(f"{key}={value}" for key, value in row.items()))
+
+
+@memory.command()
+@click.argument("namespace")
+def forget(namespace: str) -> None:
+    """Delete NAMESPACE and everything in it."""
+    count = _store().forget(namespace)
+    click.echo(f"forgot {namespace}: {count} passages", err=True)
+
+
+@memory.command()
+@click.argument("namespace")
+def export(namespace: str) -> None:
+    """NAMESPACE as JSON lines on stdout (`import` reads them back)."""
+    for line in _store().export(namespace):
+        click.echo(line)
+
+
+@memory.command("import")
+@click.argument("namespace")
+@click.argument("file", type=click.File("r"), default="-")
+def import_(namespace: str, file) -> None:
+    """Passages exported as JSON lines (FILE or stdin) into NAMESPACE, all or nothing."""
+    if file is sys.stdin and sys.stdin.isatty():
+        click.echo("mempipe: reading JSON lines from stdin (end with Ctrl-D)", err=True)
+    count = _store().import_(namespace, file)
+    click.echo(f"imported {count} passages into {namespace}", err=True)
