@@ -8,6 +8,7 @@ is skipped, an event that would grow longer is cut at its most surprising token.
 from __future__ import annotations
 
 import statistics
+from itertools import pairwise
 
 from mempipe.engine.base import Engine
 from mempipe.pipes.chunking import Span
@@ -46,4 +47,4 @@ def event_spans(text: str, engine: Engine, gamma: float = 1.0,
         return [(0, len(text))] if text else []
     starts = boundaries([s for _, _, s in tokens], gamma, min_tokens, max_tokens)
     cuts = [0] + [tokens[i][0] for i in starts[1:]] + [len(text)]
-    return [(a, b) for a, b in zip(cuts, cuts[1:]) if b > a]
+    return [(a, b) for a, b in pairwise(cuts) if b > a]

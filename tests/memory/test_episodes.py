@@ -1,5 +1,7 @@
 """Episode boundaries: where surprise jumps, within the length limits, on any length."""
 
+from itertools import pairwise
+
 from mempipe.memory import Memory, Segmenter, Store
 from mempipe.memory.episodes import boundaries, event_spans
 
@@ -14,10 +16,10 @@ def test_a_surprise_spike_opens_an_event() -> None:
 def test_events_keep_their_minimum_and_maximum_length() -> None:
     spiky = [1.0, 8.0] * 50
     starts = boundaries(spiky, gamma=1.0, min_tokens=8, max_tokens=100)
-    assert all(b - a >= 8 for a, b in zip(starts, starts[1:]))
+    assert all(b - a >= 8 for a, b in pairwise(starts))
     flat = [1.0] * 300
     starts = boundaries(flat, gamma=1.0, min_tokens=8, max_tokens=64)
-    lengths = [b - a for a, b in zip(starts, [*starts[1:], 300])]
+    lengths = [b - a for a, b in pairwise([*starts, 300])]
     assert max(lengths) <= 64 and len(starts) >= 5
 
 
@@ -26,7 +28,7 @@ def test_events_cover_a_text_longer_than_one_window(engine, tmp_path) -> None:
                     for i in range(300))
     spans = event_spans(text, engine, gamma=1.0, max_tokens=64)
     assert spans[0][0] == 0 and spans[-1][1] == len(text)
-    assert all(a == b_prev for (_, b_prev), (a, _) in zip(spans, spans[1:]))
+    assert all(a == b_prev for (_, b_prev), (a, _) in pairwise(spans))
     assert max(engine.count_tokens([text[a:b] for a, b in spans])) <= 64 + 2
     assert len(spans) > 20
     memory = Memory("events", Store(tmp_path / "m.db"))
