@@ -13,7 +13,7 @@ from mempipe.agents.base import ReduceAgent
 from mempipe.errors import UsageError
 from mempipe.memory.query import phrases
 from mempipe.memory.store import Passage, Store
-from mempipe.pipes.answers import asks_for_someone, names
+from mempipe.pipes.answers import MAX_OPTIONS, asks_for_someone, names
 from mempipe.pipes.context import Context
 from mempipe.pipes.item import Item
 from mempipe.pipes.relevance import focus
@@ -42,8 +42,10 @@ class Ask(ReduceAgent):
         return self.from_ is None
 
     async def reduce(self, items: AsyncIterator[Item], ctx: Context) -> AsyncIterator[Item]:
+        piped = []
         async for item in items:
             ctx.scratch.add(item)
+            piped.append(item)
         if self.from_ is None and not ctx.scratch:
             raise UsageError("nothing to answer from")
         contexts = await anyio.to_thread.run_sync(self._recall, ctx)
@@ -52,11 +54,16 @@ class Ask(ReduceAgent):
         pinned = bool(phrases(self.question))
         windows = sorted((focus(self.question, c, PINNED_CHARS if pinned else WIDE_CHARS)
                           for c in contexts), key=lambda w: -(w.score or 0.0))
-        evidence = self._fit(windows[:1] if pinned else windows[:WIDE_PASSAGES], ctx)
+        if pinned:
+            evidence = self._fit(windows[:1], ctx)
+        else:  # what was piped in is read whole where it fits; memory adds what it lacks
+            whole = piped if sum(ctx.count_tokens([i.text for i in piped])) <= self._room(
+                ctx) // 2 else []
+            evidence = self._fit(whole + windows[:WIDE_PASSAGES], ctx)
         options = []
         if asks_for_someone(self.question):
             options = names(" ".join(w.text for w in evidence), self.question)
-        if options:
+        if 0 < len(options) <= MAX_OPTIONS:
             scores = await ctx.choose(self._prompt(evidence), options, system=SYSTEM)
             answer = options[max(range(len(options)), key=lambda i: scores[i])]
         else:
@@ -68,9 +75,12 @@ class Ask(ReduceAgent):
     def _prompt(self, evidence: list[Item]) -> str:
         return PROMPT.format(text="\n\n".join(w.text for w in evidence), question=self.question)
 
+    def _room(self, ctx: Context) -> int:
+        return ctx.room(self.max_tokens, self._prompt([]), SYSTEM)
+
     def _fit(self, windows: list[Item], ctx: Context) -> list[Item]:
         """The best windows that fit the prompt's room, best first."""
-        room = ctx.room(self.max_tokens, self._prompt([]), SYSTEM)
+        room = self._room(ctx)
         chosen, used = [], 0
         for window, size in zip(windows, ctx.count_tokens([w.text for w in windows])):
             if used + size + 2 <= room:

@@ -12,11 +12,15 @@ from mempipe.memory.query import words
 _ASKS_FOR_SOMEONE = re.compile(r"^\W*(who|whom|whose)\b", re.IGNORECASE)
 TITLES = r"(?:Mr|Mrs|Ms|Miss|Dr|Lady|Lord|Sir|Madam|Colonel|Captain|King|Queen|Prince|Princess)"
 # A run of capitalised words, with a title before it ("Mr. Darcy", "Mock Turtle").
+_ARTICLE = re.compile(r"^(?:The|A|An)\s+(?=[A-Z])")
 _NAME = re.compile(rf"\b(?:{TITLES}\.?\s+)?[A-Z][\w'’-]*(?:\s+[A-Z][\w'’-]*)*")
 
 
 def asks_for_someone(question: str) -> bool:
     return bool(_ASKS_FOR_SOMEONE.match(question))
+
+
+MAX_OPTIONS = 3  # a small model chooses well among a few names, not among a crowd
 
 
 def names(text: str, question: str) -> list[str]:
@@ -25,7 +29,7 @@ def names(text: str, question: str) -> list[str]:
     asked = set(words(question))
     found: list[str] = []
     for match in _NAME.finditer(text):
-        name = " ".join(match.group(0).split())
+        name = _ARTICLE.sub("", " ".join(match.group(0).split()))
         if set(words(name)) <= asked or name in found:
             continue
         found.append(name)
