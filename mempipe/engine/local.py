@@ -241,7 +241,8 @@ class LocalEngine:
         encoded = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
         ids, offsets = encoded["input_ids"], encoded["offset_mapping"]
         nll = [0.0] * len(ids)  # the first token has nothing before it to predict it
-        step = window // 2  # each window scores its second half, with a half of context
+        context = window // 4  # each window re-reads the end of the one before for context
+        step = window - context
         for start in range(0, max(1, len(ids) - 1), step):
             chunk = ids[start:start + window]
             if len(chunk) < 2:
@@ -251,7 +252,7 @@ class LocalEngine:
                                     ).logits[0, :-1].float()
             losses = torch.nn.functional.cross_entropy(
                 logits, torch.tensor(chunk[1:], device=logits.device), reduction="none")
-            first = 0 if start == 0 else step - 1  # tokens the window before did not score
+            first = 0 if start == 0 else context - 1  # tokens the last window did not score
             for i in range(first, len(chunk) - 1):
                 nll[start + i + 1] = float(losses[i])
             if start + window >= len(ids):

@@ -98,3 +98,27 @@ def test_a_cancelled_request_leaves_the_queue(engine: LocalEngine) -> None:
 
     assert anyio.run(cancel_one) is not None
     assert engine._queue == []
+
+
+def test_score_prefers_what_greedy_decoding_would_write(engine: LocalEngine) -> None:
+    messages = [Message(role="user", content="Name a colour.")]
+    request = GenerationRequest(messages=messages, max_tokens=1)
+    ids = engine._prompt_ids(messages)
+    with torch.inference_mode():
+        logits = engine.model(input_ids=torch.tensor([ids])).logits[0, -1]
+    ranked = logits.argsort(descending=True).tolist()
+    best, other = engine.tokenizer.decode([ranked[0]]), engine.tokenizer.decode([ranked[50]])
+    scores = engine.score(request.messages, [other, best])
+    assert scores[1] > scores[0]
+    assert scores[1] == pytest.approx(float(logits.log_softmax(-1)[ranked[0]]), abs=1e-4)
+
+
+def test_surprise_covers_a_text_longer_than_its_window(engine: LocalEngine) -> None:
+    text = " ".join(f"word{i}" for i in range(600))
+    tokens = engine.surprise(text, window=256)
+    assert len(tokens) == engine.count_tokens([text])[0]
+    assert tokens[0][0] == 0 and tokens[-1][1] == len(text)
+    assert tokens[0][2] == 0.0 and all(s > 0 for _, _, s in tokens[1:])
+    # Within the first window, the windowed pass equals one pass over the text.
+    whole = engine.surprise(text, window=4096)
+    assert [round(s, 4) for _, _, s in tokens[:256]] == [round(s, 4) for _, _, s in whole[:256]]
