@@ -9,15 +9,20 @@ import re
 
 from mempipe.memory.query import words
 
-_ASKS_FOR_SOMEONE = re.compile(r"^\W*(who|whom|whose)\b", re.IGNORECASE)
+_ASKS_FOR_SOMEONE = re.compile(
+    r"\b(?:who|whom|whose)\b|\bwhich\s+(?:character|person|people|man|woman|girl|boy|one)\b"
+    r"|\bname\s+the\s+(?:character|person|speaker)\b", re.IGNORECASE)
 TITLES = r"(?:Mr|Mrs|Ms|Miss|Dr|Lady|Lord|Sir|Madam|Colonel|Captain|King|Queen|Prince|Princess)"
 # A run of capitalised words, with a title before it ("Mr. Darcy", "Mock Turtle").
+_QUOTED = re.compile(r'"[^"]*"|“[^”]*”')  # what is quoted is not the question's own words
 _ARTICLE = re.compile(r"^(?:The|A|An)\s+(?=[A-Z])")
 _NAME = re.compile(rf"\b(?:{TITLES}\.?\s+)?[A-Z][\w'’-]*(?:\s+[A-Z][\w'’-]*)*")
 
 
 def asks_for_someone(question: str) -> bool:
-    return bool(_ASKS_FOR_SOMEONE.match(question))
+    """Whether the question asks for a person ("who ...", "tell me who ...", "which
+    character ..."): its answer is a name."""
+    return bool(_ASKS_FOR_SOMEONE.search(_QUOTED.sub(" ", question)))
 
 
 MAX_OPTIONS = 3  # a small model chooses well among a few names, not among a crowd

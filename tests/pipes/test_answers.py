@@ -1,0 +1,15 @@
+from mempipe.pipes.answers import asks_for_someone, names
+
+
+def test_questions_that_ask_for_someone() -> None:
+    for q in ['Who said "hi"?', '"Hi" -- who said that?', "Tell me who opened the door.",
+              "Which character cried?",
+              "whom did she marry?", "Name the speaker of these words."]:
+        assert asks_for_someone(q), q
+    for q in ["What did the Queen order?", 'Where did she say "who are you"?', "Why?"]:
+        assert not asks_for_someone(q), q
+
+
+def test_names_leave_out_the_question_and_articles() -> None:
+    text = "“Stop,” said the Mock\nTurtle to Alice. The Hatter and Mr. Darcy agreed."
+    assert names(text, "Who told Alice to stop?") == ["Mock Turtle", "Hatter", "Mr. Darcy"]
