@@ -28,10 +28,17 @@ def exact(query: str) -> list[str]:
     return phrases(query) or ([query] if 2 <= len(words(query)) <= MAX_PHRASE_WORDS else [])
 
 
+# Words in nearly every passage: they add almost nothing to BM25 and make SQLite score
+# every passage (a 100K-passage namespace took 110 ms a query with them, see bench/memory).
+STOPWORDS = frozenset(["a", "an", "and", "are", "as", "at", "be", "but", "by", "do", "for", "from", "had", "has", "have", "he", "her", "him", "his", "i", "if", "in", "is", "it", "its", "me", "my", "no", "not", "of", "on", "or", "our", "she", "so", "than", "that", "the", "their", "them", "then", "there", "these", "they", "this", "to", "too", "us", "was", "we", "were", "what", "when", "where", "which", "who", "whom", "why", "will", "with", "would", "you", "your", "said"])
+
+
 def fts_any(query: str) -> str | None:
-    """An FTS5 expression matching any word of `query` (None when it has no words)."""
+    """An FTS5 expression matching any word of `query` but the commonest (None when it
+    has no words)."""
     terms = dict.fromkeys(words(query))
-    return " OR ".join(f'"{t}"' for t in terms) or None
+    kept = [t for t in terms if t not in STOPWORDS] or list(terms)
+    return " OR ".join(f'"{t}"' for t in kept) or None
 
 
 def fts_phrase(phrase: str) -> str:

@@ -233,6 +233,8 @@ class Store:
         parts = [self._namespace_matrix(n) for n in namespaces]
         if not parts:
             return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32)
+        if len(parts) == 1:
+            return parts[0]
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
     def _namespace_matrix(self, namespace: str) -> tuple[np.ndarray, np.ndarray]:

@@ -32,6 +32,8 @@ def connect(path: Path | str, migrations: list[Migration]) -> sqlite_utils.Datab
     db = sqlite_utils.Database(conn)
     if str(path) != ":memory:":
         db.enable_wal()
+        # In WAL mode NORMAL still never corrupts; a power cut may lose the last commits.
+        db.execute("pragma synchronous = normal")
     with write(db):
         db.execute("create table if not exists _migrations (name text primary key)")
         done = {row[0] for row in db.execute("select name from _migrations").fetchall()}
