@@ -30,7 +30,12 @@ def exact(query: str) -> list[str]:
 
 # Words in nearly every passage: they add almost nothing to BM25 and make SQLite score
 # every passage (a 100K-passage namespace took 110 ms a query with them, see bench/memory).
-STOPWORDS = frozenset(["a", "an", "and", "are", "as", "at", "be", "but", "by", "do", "for", "from", "had", "has", "have", "he", "her", "him", "his", "i", "if", "in", "is", "it", "its", "me", "my", "no", "not", "of", "on", "or", "our", "she", "so", "than", "that", "the", "their", "them", "then", "there", "these", "they", "this", "to", "too", "us", "was", "we", "were", "what", "when", "where", "which", "who", "whom", "why", "will", "with", "would", "you", "your", "said"])
+STOPWORDS = frozenset({"a", "an", "and", "are", "as", "at", "be", "but", "by", "do", "for",
+    "from", "had", "has", "have", "he", "her", "him", "his", "i", "if", "in", "is", "it", "its",
+    "me", "my", "no", "not", "of", "on", "or", "our", "she", "so", "than", "that", "the",
+    "their", "them", "then", "there", "these", "they", "this", "to", "too", "us", "was", "we",
+    "were", "what", "when", "where", "which", "who", "whom", "why", "will", "with", "would",
+    "you", "your", "said"})
 
 
 def fts_any(query: str) -> str | None:
