@@ -95,11 +95,8 @@ class Ask(ReduceAgent):
         found: list[tuple[Store, Passage]] = []
         if self.from_ is not None:
             store = Store()
-            spaces = [n.strip() for n in self.from_.split(",") if n.strip()]
-            missing = [n for n in spaces if n not in store.namespaces()]
-            if missing:
-                raise UsageError(f"no such namespace: {missing[0]}")
-            found += [(store, p) for p in store.search(spaces, self.question, self.k)]
+            found += [(store, p) for p in store.search(store.existing(self.from_),
+                                                       self.question, self.k)]
         if ctx.scratch:
             found += [(ctx.scratch.store, p) for p in ctx.scratch.recall(self.question, self.k)]
         contexts, seen = [], set()

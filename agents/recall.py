@@ -9,7 +9,6 @@ import anyio
 from pydantic import Field
 
 from mempipe.agents.base import SourceAgent
-from mempipe.errors import UsageError
 from mempipe.memory.store import Store
 from mempipe.pipes.context import Context
 from mempipe.pipes.item import Item
@@ -32,8 +31,4 @@ class Recall(SourceAgent):
 
     def _search(self) -> list:
         store = Store()
-        spaces = [n.strip() for n in self.from_.split(",") if n.strip()]
-        missing = [n for n in spaces if n not in store.namespaces()]
-        if missing:
-            raise UsageError(f"no such namespace: {missing[0]}")
-        return store.search(spaces, self.query, self.k)
+        return store.search(store.existing(self.from_), self.query, self.k)

@@ -146,8 +146,7 @@ class Store:
 
     def forget(self, namespace: str) -> int:
         """Delete a namespace; returns the passages deleted."""
-        if namespace not in self.namespaces():
-            raise UsageError(f"no such namespace: {namespace}")
+        self.existing(namespace)
         with write(self.db):
             return self._delete("documents.namespace = ?", [namespace])
 
@@ -195,6 +194,15 @@ class Store:
             [passage.id, passage.episode - before, passage.episode + after])
         return [_passage(r) for r in rows]
 
+    def existing(self, names: str) -> list[str]:
+        """The namespaces named in `names` (comma-separated), each of which must exist."""
+        wanted = [n.strip() for n in names.split(",") if n.strip()]
+        known = self.namespaces()
+        for name in wanted or [names]:
+            if name not in known:
+                raise UsageError(f"no such namespace: {name}")
+        return wanted
+
     def namespaces(self) -> list[str]:
         return [r[0] for r in self.db.execute(
             "select distinct namespace from documents order by namespace").fetchall()]
@@ -202,8 +210,8 @@ class Store:
     def stats(self, namespace: str | None = None) -> list[dict]:
         """Per namespace: documents, passages, characters, recalls, last written."""
         where, params = ("where d.namespace = ?", [namespace]) if namespace else ("", [])
-        if namespace and namespace not in self.namespaces():
-            raise UsageError(f"no such namespace: {namespace}")
+        if namespace:
+            self.existing(namespace)
         return list(self.db.query(
             "select d.namespace, count(distinct d.id) as documents, count(p.id) as passages, "
             "sum(length(p.text)) as chars, sum(p.recalls) as recalls, "
@@ -272,8 +280,7 @@ class Store:
 
     def export(self, namespace: str) -> Iterator[str]:
         """The namespace as JSON lines, one passage each, in the order remembered."""
-        if namespace not in self.namespaces():
-            raise UsageError(f"no such namespace: {namespace}")
+        self.existing(namespace)
         rows = self.db.query(
             "select d.source, d.hash, p.start, p.end, p.text, p.episode, p.created, "
             "p.recalls, p.last_recall from passages p join documents d on d.id = p.document "

@@ -47,11 +47,7 @@ def list_(as_json: bool) -> None:
 def show(namespace: str, as_json: bool) -> None:
     """The passages of NAMESPACE in the order they were remembered."""
     store = _store()
-    if namespace not in store.namespaces():
-        from mempipe.errors import UsageError
-
-        raise UsageError(f"no such namespace: {namespace}")
-    for passage in store.passages(namespace):
+    for passage in store.passages(store.existing(namespace)[0]):
         _show(passage, as_json)
 
 
@@ -63,11 +59,7 @@ def show(namespace: str, as_json: bool) -> None:
 def search(namespace: str, query: str, k: int, as_json: bool) -> None:
     """The K passages of NAMESPACE that best answer QUERY, best first."""
     store = _store()
-    if namespace not in store.namespaces():
-        from mempipe.errors import UsageError
-
-        raise UsageError(f"no such namespace: {namespace}")
-    for passage in store.search([namespace], query, k):
+    for passage in store.search(store.existing(namespace), query, k):
         _show(passage, as_json)
 
 
