@@ -24,6 +24,8 @@ $(VENV)/.installed: pyproject.toml Makefile
 
 demo: install
 	$(BIN)/mempipe --trace "summarize examples/data/alice_in_wonderland.txt | ask 'Who is the story about?'"
+	$(BIN)/mempipe "read examples/data/alice_in_wonderland.txt | remember --into alice" > /dev/null
+	$(BIN)/mempipe --json "ask 'Who said \"Off with her head\"?' --from alice"
 
 test: install
 	$(BIN)/ruff check .
