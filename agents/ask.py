@@ -57,9 +57,8 @@ class Ask(ReduceAgent):
         if pinned:
             evidence = self._fit(windows[:1], ctx)
         else:  # what was piped in is read whole where it fits; memory adds what it lacks
-            whole = piped if sum(ctx.count_tokens([i.text for i in piped])) <= self._room(
-                ctx) // 2 else []
-            evidence = self._fit(whole + windows[:WIDE_PASSAGES], ctx)
+            fits = sum(ctx.count_tokens([i.text for i in piped])) <= self._room(ctx) // 2
+            evidence = self._fit((piped if fits else []) + windows[:WIDE_PASSAGES], ctx)
         options = []
         if asks_for_someone(self.question):
             options = names(" ".join(w.text for w in evidence), self.question)
