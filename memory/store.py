@@ -117,32 +117,47 @@ class Store:
         """Remember `document` cut at `spans` (offsets into its text), replacing an older
         version from the same file; returns the passages added (0 when already known)."""
         check_namespace(namespace)
-        digest = content_hash(document.text)
-        if self.has(namespace, document.text):
+        if not spans or self.has(namespace, document.text):
             return 0
+        digest, created = content_hash(document.text), now()
         base = document.span[0] if document.span else 0
-        texts = [document.text[a:b] for a, b in spans]
-        vectors = self.embedder.embed(texts).astype(np.float16)  # before taking the lock
-        created = now()
+        passages = [Exported(source=document.source, hash=digest, span=(base + a, base + b),
+                             text=document.text[a:b], episode=i, created=created)
+                    for i, (a, b) in enumerate(spans)]
+        vectors = self._embed(passages)  # before taking the lock
         with write(self.db):
             if self.has(namespace, document.text):  # another process was quicker
                 return 0
             if _is_file(document.source):
                 self._delete("documents.source = ? and documents.namespace = ?",
                              [document.source, namespace])
-            doc = self.db.execute(
-                "insert into documents (namespace, source, hash, chars, created) "
-                "values (?, ?, ?, ?, ?)",
-                [namespace, document.source, digest, len(document.text), created]).lastrowid
-            for episode, ((a, b), text, vector) in enumerate(zip(spans, texts, vectors)):
-                pid = self.db.execute(
-                    "insert into passages (namespace, document, source, start, end, text, "
-                    "episode, created) values (?, ?, ?, ?, ?, ?, ?, ?)",
-                    [namespace, doc, document.source, base + a, base + b, text, episode,
-                     created]).lastrowid
-                self.db.execute("insert into vectors (passage, vector) values (?, ?)",
-                                [pid, vector.tobytes()])
-        return len(spans)
+            return self._insert(namespace, len(document.text), passages, vectors)
+
+    def _embed(self, passages: list[Exported]) -> np.ndarray:
+        return self.embedder.embed([p.text for p in passages]).astype(np.float16)
+
+    def _insert(self, namespace: str, chars: int, passages: list[Exported],
+                vectors: np.ndarray) -> int:
+        """One document (the passages' own) with its passages and their vectors; call
+        inside a write transaction. Returns the passages written."""
+        first = passages[0]
+        doc = self.db.execute(
+            "insert into documents (namespace, source, hash, chars, created) "
+            "values (?, ?, ?, ?, ?)",
+            [namespace, first.source, first.hash, chars, first.created]).lastrowid
+        for p, vector in zip(passages, vectors):
+            pid = self.db.execute(
+                "insert into passages (namespace, document, source, start, end, text, "
+                "episode, created, recalls, last_recall) values (?,?,?,?,?,?,?,?,?,?)",
+                [namespace, doc, p.source, *p.span, p.text, p.episode, p.created,
+                 p.recalls, p.last_recall]).lastrowid
+            self.db.execute("insert into vectors (passage, vector) values (?, ?)",
+                            [pid, vector.tobytes()])
+        return len(passages)
+
+    def _hashes(self, namespace: str) -> set[str]:
+        return {r[0] for r in self.db.execute(
+            "select hash from documents where namespace = ?", [namespace]).fetchall()}
 
     def forget(self, namespace: str) -> int:
         """Delete a namespace; returns the passages deleted."""
@@ -303,35 +318,20 @@ class Store:
                 where = ".".join(str(p) for p in problem["loc"])
                 raise UsageError(f"import: line {number}: {problem['msg']}"
                                  + (f" ({where})" if where else "")) from None
+        known = self._hashes(namespace)
         documents: dict[str, list[Exported]] = {}
         for record in records:
-            documents.setdefault(record.hash, []).append(record)
-        vectors = self.embedder.embed([r.text for r in records]).astype(np.float16)
-        rows = iter(vectors)
+            if record.hash not in known:  # already there: not embedded again
+                documents.setdefault(record.hash, []).append(record)
+        vectors = iter(self._embed([r for rs in documents.values() for r in rs]))
         added = 0
         with write(self.db):
-            known = {r[0] for r in self.db.execute(
-                "select hash from documents where namespace = ?", [namespace]).fetchall()}
+            known = self._hashes(namespace)  # again: another process may have been quicker
             for digest, passages in documents.items():
-                if digest in known:
-                    for _ in passages:
-                        next(rows)
-                    continue
-                first = passages[0]
-                doc = self.db.execute(
-                    "insert into documents (namespace, source, hash, chars, created) "
-                    "values (?, ?, ?, ?, ?)",
-                    [namespace, first.source, digest, max(p.span[1] for p in passages),
-                     first.created]).lastrowid
-                for p in passages:
-                    pid = self.db.execute(
-                        "insert into passages (namespace, document, source, start, end, text, "
-                        "episode, created, recalls, last_recall) values (?,?,?,?,?,?,?,?,?,?)",
-                        [namespace, doc, p.source, *p.span, p.text, p.episode, p.created,
-                         p.recalls, p.last_recall]).lastrowid
-                    self.db.execute("insert into vectors (passage, vector) values (?, ?)",
-                                    [pid, next(rows).tobytes()])
-                    added += 1
+                mine = [next(vectors) for _ in passages]
+                if digest not in known:
+                    chars = max(p.span[1] for p in passages)
+                    added += self._insert(namespace, chars, passages, mine)
         return added
 
 
