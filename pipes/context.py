@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, TypeVar
 import anyio
 
 from mempipe.engine.base import Engine, GenerationRequest, Message
+from mempipe.errors import BudgetExceeded
 from mempipe.memory.scratch import Scratch
 from mempipe.pipes.chunking import chunk_spans
 from mempipe.pipes.item import Item
@@ -82,8 +83,6 @@ class Context:
         longest = max(self.count_tokens(options), default=0)
         needed = self.engine.prompt_tokens(messages) + longest
         if needed > self.budget:
-            from mempipe.errors import BudgetExceeded
-
             raise BudgetExceeded(f"{self.stats.name}: prompt and options take {needed} "
                                  f"tokens, over its budget of {self.budget}")
         scores = await anyio.to_thread.run_sync(self.engine.score, messages, options)
