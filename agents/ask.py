@@ -10,6 +10,7 @@ import anyio
 from pydantic import Field
 
 from mempipe.agents.base import ReduceAgent
+from mempipe.engine.base import GLOBAL_TOKENS
 from mempipe.errors import UsageError
 from mempipe.memory.query import phrases
 from mempipe.memory.store import Passage, Store
@@ -36,16 +37,22 @@ class Ask(ReduceAgent):
                               description="namespaces to recall from (comma-separated)")
     k: int = Field(default=5, ge=1, le=50, description="passages to recall")
     max_tokens: int = Field(default=128, ge=1, description="length of the answer, tokens")
+    stream_context: bool = Field(
+        default=False, description="read the whole input in one pass, whatever its length "
+        "(Λ-shaped attention over the last --budget tokens), instead of recalling from it")
 
     @property
     def needs_input(self) -> bool:
-        return self.from_ is None
+        return self.from_ is None or self.stream_context
 
     async def reduce(self, items: AsyncIterator[Item], ctx: Context) -> AsyncIterator[Item]:
         piped = []
         async for item in items:
             ctx.scratch.add(item)
             piped.append(item)
+        if self.stream_context:
+            yield await self._read_whole(piped, ctx)
+            return
         if self.from_ is None and not ctx.scratch:
             raise UsageError("nothing to answer from")
         contexts = await anyio.to_thread.run_sync(self._recall, ctx)
@@ -61,8 +68,8 @@ class Ask(ReduceAgent):
             evidence = self._fit((piped if fits else []) + windows[:WIDE_PASSAGES], ctx)
         options = []
         if asks_for_someone(self.question):
-            options = names(" ".join(w.text for w in evidence), self.question)
-        if 0 < len(options) <= MAX_OPTIONS:
+            options = names(" ".join(w.text for w in evidence), self.question)[:MAX_OPTIONS]
+        if options:
             scores = await ctx.choose(self._prompt(evidence), options, system=SYSTEM)
             answer = options[max(range(len(options)), key=lambda i: scores[i])]
         else:
@@ -70,6 +77,19 @@ class Ask(ReduceAgent):
                                         max_tokens=self.max_tokens)
         sources = [{"source": w.source, "span": w.span} for w in evidence]
         yield Item.combined(answer, evidence, question=self.question, sources=sources)
+
+    async def _read_whole(self, piped: list[Item], ctx: Context) -> Item:
+        """The answer from the model reading all the input, no memory involved: it attends
+        to the first tokens and to a window of the latest, as wide as the budget allows."""
+        if self.from_ is not None:
+            raise UsageError("--stream-context reads the input; it cannot be used with --from")
+        if not piped:
+            raise UsageError("nothing to answer from: --stream-context reads the input")
+        window = self.budget - self.max_tokens - GLOBAL_TOKENS
+        answer = await ctx.generate(self._prompt(piped), system=SYSTEM, window=window,
+                                    max_tokens=self.max_tokens)
+        sources = [{"source": i.source, "span": i.span} for i in piped]
+        return Item.combined(answer, piped, question=self.question, sources=sources)
 
     def _prompt(self, evidence: list[Item]) -> str:
         return PROMPT.format(text="\n\n".join(w.text for w in evidence), question=self.question)

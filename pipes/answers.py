@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-from mempipe.memory.query import words
+from mempipe.memory.query import STOPWORDS, words
 
 _ASKS_FOR_SOMEONE = re.compile(
     r"\b(?:who|whom|whose)\b|\bwhich\s+(?:character|person|people|man|woman|girl|boy|one)\b"
@@ -15,8 +15,10 @@ _ASKS_FOR_SOMEONE = re.compile(
 TITLES = r"(?:Mr|Mrs|Ms|Miss|Dr|Lady|Lord|Sir|Madam|Colonel|Captain|King|Queen|Prince|Princess)"
 # A run of capitalised words, with a title before it ("Mr. Darcy", "Mock Turtle").
 _QUOTED = re.compile(r'"[^"]*"|“[^”]*”')  # what is quoted is not the question's own words
+_POSSESSIVE = re.compile(r"['’]s$")  # "Alice's" is Alice
 _ARTICLE = re.compile(r"^(?:The|A|An)\s+(?=[A-Z])")
-_NAME = re.compile(rf"\b(?:{TITLES}\.?\s+)?[A-Z][\w'’-]*(?:\s+[A-Z][\w'’-]*)*")
+_GAP = r"(?:[ \t]+|[ \t]*\n[ \t]*)"  # a name may wrap onto the next line, not cross a paragraph
+_NAME = re.compile(rf"\b(?:{TITLES}\.?{_GAP})?[A-Z][\w'’-]*(?:{_GAP}[A-Z][\w'’-]*)*")
 
 
 def asks_for_someone(question: str) -> bool:
@@ -29,13 +31,15 @@ MAX_OPTIONS = 3  # a small model chooses well among a few names, not among a cro
 
 
 def names(text: str, question: str) -> list[str]:
-    """The names in `text` a question could be answered by: capitalised runs, first seen
-    first, leaving out those made only of the question's own words."""
+    """The names in `text` a question could be answered by: capitalised runs, the most
+    mentioned first (then the first seen), leaving out those made only of the question's
+    own words; "Alice's" counts as Alice."""
     asked = set(words(question))
-    found: list[str] = []
+    counts: dict[str, int] = {}
     for match in _NAME.finditer(text):
-        name = _ARTICLE.sub("", " ".join(match.group(0).split()))
-        if set(words(name)) <= asked or name in found:
-            continue
-        found.append(name)
-    return found
+        name = _POSSESSIVE.sub("", _ARTICLE.sub("", " ".join(match.group(0).split())))
+        said = set(words(name))
+        if said and not said <= asked | STOPWORDS:  # "She", "I'll" name nobody
+            counts[name] = counts.get(name, 0) + 1
+    return sorted(counts, key=lambda name: -counts[name])  # a stable sort keeps first seen
+

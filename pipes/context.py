@@ -59,12 +59,30 @@ class Context:
         return [item.part(a, b, chunk=i) for i, (a, b) in enumerate(spans)]
 
     async def generate(self, prompt: str, *, system: str | None = None, max_tokens: int = 256,
-                       temperature: float = 0.0, stop: Sequence[str] = ()) -> str:
-        """The model's reply to `prompt`, within this agent's budget (refused if over)."""
+                       temperature: float = 0.0, stop: Sequence[str] = (),
+                       window: int | None = None) -> str:
+        """The model's reply to `prompt`, within this agent's budget (refused if over).
+        With `window`, a prompt of any length is read with Λ-shaped attention, its
+        progress shown."""
+        task: Task | None = None
+        done = 0
+
+        def progress(read: int, total: int) -> None:
+            nonlocal task, done
+            if task is None:
+                task = self.progress.task(f"{self.stats.name}: reading", total)
+            task.advance(read - done)
+            done = read
+
         request = GenerationRequest(messages=_messages(prompt, system), max_tokens=max_tokens,
                                     temperature=temperature, stop=list(stop),
-                                    budget=self.budget, agent=self.stats.name)
-        result = await self.engine.generate(request)
+                                    budget=self.budget, agent=self.stats.name, window=window,
+                                    progress=progress if window is not None else None)
+        try:
+            result = await self.engine.generate(request)
+        finally:
+            if task is not None:
+                task.done()
         self.stats.calls += 1
         self.stats.tokens_in += result.prompt_tokens
         self.stats.tokens_out += result.completion_tokens

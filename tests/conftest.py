@@ -53,7 +53,9 @@ def build_tiny_model(out: Path) -> Path:
 
 
 @pytest.fixture
-def engine(tiny_model: Path) -> LocalEngine:
+def engine(tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> LocalEngine:
+    """The tiny model in fp32: comparisons with transformers are then exact."""
+    monkeypatch.setenv("MEMPIPE_DTYPE", "float32")
     return LocalEngine(str(tiny_model))
 
 

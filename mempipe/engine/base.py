@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
 from typing import Literal, Protocol
 
 from pydantic import BaseModel, Field
 
 from mempipe.config import DEFAULT_BUDGET
+
+GLOBAL_TOKENS = 10  # Λ-shaped attention: the first tokens every query sees (LM-Infinite)
 
 
 class Message(BaseModel):
@@ -15,19 +18,28 @@ class Message(BaseModel):
 
 
 class GenerationRequest(BaseModel):
-    """One chat completion. `budget` is the calling agent's context budget: prompt tokens
-    plus `max_tokens` must fit it, or the engine refuses the request."""
+    """One chat completion. `budget` is the calling agent's context budget: the tokens
+    attended (the prompt, or with `window` the window) plus `max_tokens` must fit it, or the
+    engine refuses the request. `progress(read, total)` hears how far a long prompt is."""
 
     messages: list[Message]
     max_tokens: int = Field(default=256, ge=1)
-    temperature: float = Field(default=0.0, ge=0.0)
+    temperature: float = Field(default=0.0, ge=0.0)  # 0: greedy
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    top_k: int = Field(default=0, ge=0)  # 0: no limit
+    seed: int | None = None  # makes sampling repeatable
+    # Λ-shaped attention: read a prompt of any length attending to its first tokens and
+    # the last `window`; None reads it whole, within the model's positions.
+    window: int | None = Field(default=None, ge=64)
+    progress: Callable[[int, int], None] | None = Field(default=None, exclude=True)
     stop: list[str] = Field(default_factory=list)
     budget: int = DEFAULT_BUDGET
     agent: str = "?"
 
 
 class Generation(BaseModel):
-    """The completion text with its token counts and the seconds its batch took."""
+    """The completion text with its token counts and the seconds from its arrival to its
+    last token."""
 
     text: str
     prompt_tokens: int
@@ -51,6 +63,10 @@ class Engine(Protocol):
 
     async def generate(self, request: GenerationRequest) -> Generation:
         """Complete one request; concurrent calls are batched together."""
+        ...
+
+    def stream(self, request: GenerationRequest) -> AsyncIterator[str]:
+        """The completion as pieces of text, each as soon as it is decoded."""
         ...
 
     def score(self, messages: list[Message], options: list[str]) -> list[float]:

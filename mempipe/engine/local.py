@@ -1,28 +1,25 @@
 """The local engine: transformers + torch in this process, CUDA + bf16 when present,
-else CPU + fp32. Concurrent requests are gathered into padded batches."""
+else CPU (bf16 where the processor computes in it, else fp32). Every concurrent request
+joins one continuously batched decoding loop (`batcher.py`) over a lean forward pass
+(`llama.py`)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 import time
+import weakref
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
 
-from mempipe.engine.base import Generation, GenerationRequest, Message
+from mempipe.engine.base import GLOBAL_TOKENS, Generation, GenerationRequest, Message
 from mempipe.errors import BudgetExceeded, ModelError
 
-MAX_BATCH = int(os.environ.get("MEMPIPE_MAX_BATCH", "8"))
-
-
-@dataclass(eq=False)  # identity: two equal requests from two callers are two entries
-class _Pending:
-    request: GenerationRequest
-    prompt_ids: list[int]
-    result: Generation | None = None
-    error: BaseException | None = None
+DTYPES = ("float32", "bfloat16", "float16")
 
 
 @dataclass
@@ -33,9 +30,9 @@ class LocalEngine:
     device: str | None = None
     _tokenizer: Any = None
     _model: Any = None
-    _queue: list[_Pending] = field(default_factory=list)
-    _lock: anyio.Lock | None = None
+    _batcher: Any = None
     _load_lock: threading.Lock = field(default_factory=threading.Lock)
+    _step_locks: Any = field(default_factory=weakref.WeakKeyDictionary)
 
     # -- loading -----------------------------------------------------------------------
     @property
@@ -70,7 +67,7 @@ class LocalEngine:
 
                 hf_logging.disable_progress_bar()
                 device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
-                dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+                dtype = _dtype(device)
                 try:
                     model = AutoModelForCausalLM.from_pretrained(resolve(self.name), dtype=dtype)
                 except (OSError, ValueError) as exc:
@@ -104,114 +101,131 @@ class LocalEngine:
         return len(self._prompt_ids(messages))
 
     # -- generation ------------------------------------------------------------------------
-    async def generate(self, request: GenerationRequest) -> Generation:
+    @property
+    def batcher(self) -> Any:
+        model, tokenizer = self.model, self.tokenizer
+        with self._load_lock:
+            if self._batcher is None:
+                from mempipe.engine.batcher import Batcher
+                from mempipe.engine.llama import LlamaRunner, supports
+
+                if not supports(model):
+                    raise ModelError(
+                        f"cannot run {self.name}: mempipe's engine runs Llama-family models "
+                        f"(llama, mistral, qwen2), not {model.config.model_type}")
+                cuda = self.device is not None and self.device.startswith("cuda")
+                rows = int(os.environ.get("MEMPIPE_MAX_BATCH", "256" if cuda else "64"))
+                gib = float(os.environ.get("MEMPIPE_KV_GIB", "16" if cuda else "2"))
+                self._batcher = Batcher(LlamaRunner(model), tokenizer, _eos_ids(model, tokenizer),
+                                        max_rows=rows, cache_bytes=int(gib * 2**30))
+        return self._batcher
+
+    def _checked_ids(self, request: GenerationRequest) -> list[int]:
+        """The request's prompt tokens, or the reason it cannot run."""
         ids = self._prompt_ids(request.messages)
-        needed = len(ids) + request.max_tokens
-        if needed > request.budget:
+        attended = len(ids) if request.window is None else min(len(ids),
+                                                               request.window + GLOBAL_TOKENS)
+        if attended + request.max_tokens > request.budget:
             raise BudgetExceeded(
-                f"{request.agent}: prompt of {len(ids)} tokens + {request.max_tokens} to "
+                f"{request.agent}: prompt of {attended} tokens + {request.max_tokens} to "
                 f"generate exceeds its budget of {request.budget} tokens"
             )
-        pending = _Pending(request, ids)
-        self._queue.append(pending)
-        if self._lock is None:
-            self._lock = anyio.Lock()
-        # One batch runs at a time. The lock is FIFO and requests queue in the order they
-        # wait on it, so whoever holds it finds its own request done or at the queue's head.
+        if request.window is None and len(ids) + request.max_tokens > self.max_positions:
+            raise BudgetExceeded(
+                f"{request.agent}: {len(ids)} prompt tokens + {request.max_tokens} to "
+                f"generate exceed the model's {self.max_positions} positions"
+            )
+        return ids
+
+    def _admit(self, request: GenerationRequest) -> Any:
+        """A sequence for `request`, queued to join the batch."""
+        from mempipe.engine.batcher import Sequence
+
+        sequence = Sequence(request, self._checked_ids(request))
+        self.batcher.submit(sequence)
+        return sequence
+
+    async def _advance(self, sequence: Any) -> None:
+        """Return once `sequence` has a new token or is done. Whoever waits runs the next
+        step for everyone, one caller at a time per event loop, so there is no background
+        task to start or stop and the waiting callers take turns."""
+        loop = asyncio.get_running_loop()
+        lock = self._step_locks.setdefault(loop, anyio.Lock())
+        seen = len(sequence.tokens)
+        async with lock:
+            if len(sequence.tokens) == seen and not sequence.done:
+                await anyio.to_thread.run_sync(self.batcher.step)
+
+    async def generate(self, request: GenerationRequest) -> Generation:
+        if request.window is not None:
+            return await self._generate_windowed(request)
+        sequence = self._admit(request)
         try:
-            async with self._lock:
-                if pending.result is None and pending.error is None:
-                    await self._run_batch()
+            while not sequence.done:
+                await self._advance(sequence)
         finally:
-            if pending in self._queue:  # cancelled while waiting: nobody wants its result
-                self._queue.remove(pending)
-        if pending.error is not None:
-            raise pending.error
-        assert pending.result is not None
-        return pending.result
+            sequence.cancel()  # a caller cancelled while waiting: its row is freed
+        if sequence.error is not None:
+            raise sequence.error
+        return Generation(text=sequence.text(self.tokenizer).strip(),
+                          prompt_tokens=len(sequence.prompt),
+                          completion_tokens=len(sequence.tokens), seconds=sequence.seconds,
+                          finish_reason="length" if sequence.finish == "length" else "stop")
 
-    async def _run_batch(self) -> None:
-        # Let callers started in the same tick join before the batch is cut.
-        for _ in range(20):
-            size = len(self._queue)
-            await anyio.sleep(0)
-            if len(self._queue) == size:
-                break
-        head = self._queue[0].request.temperature
-        batch = [p for p in self._queue if p.request.temperature == head][:MAX_BATCH]
-        for p in batch:
-            self._queue.remove(p)
-        cancel = threading.Event()
+    async def stream(self, request: GenerationRequest) -> AsyncIterator[str]:
+        if request.window is not None:  # read in one pass, then written at once
+            yield (await self._generate_windowed(request)).text
+            return
+        sequence = self._admit(request)
+        held = max((len(stop) for stop in request.stop), default=1) - 1
+        sent = ""
         try:
-            await anyio.to_thread.run_sync(self._generate_batch, batch, cancel,
-                                           abandon_on_cancel=True)
-        except BaseException as exc:
-            cancel.set()  # the worker thread stops at its next decoding step
-            for p in batch:
-                if p.result is None:
-                    p.error = exc if isinstance(exc, Exception) else RuntimeError("cancelled")
-            if not isinstance(exc, Exception):
-                raise
+            while not sequence.done:
+                await self._advance(sequence)
+                text = sequence.text(self.tokenizer)
+                if not sequence.done:  # keep back what may yet turn into a stop string
+                    text = text[: len(text) - held].rstrip("\ufffd")
+                if len(text) > len(sent) and text.startswith(sent):
+                    yield text[len(sent):]
+                    sent = text
+        finally:
+            sequence.cancel()
+        if sequence.error is not None:
+            raise sequence.error
 
-    def _generate_batch(self, batch: list[_Pending], cancel: threading.Event) -> None:
-        """Runs in a worker thread: one padded `generate` for the whole batch."""
-        import torch
-        from transformers import StoppingCriteria, StoppingCriteriaList
+    async def _generate_windowed(self, request: GenerationRequest) -> Generation:
+        """A request read with Λ-shaped attention: on its own, outside the batch."""
+        from mempipe.engine.batcher import Sequence, choose_token
+        from mempipe.engine.lambda_attention import LambdaReader
 
-        class _Cancelled(StoppingCriteria):
-            def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
-                return torch.full((input_ids.shape[0],), cancel.is_set(), dtype=torch.bool,
-                                  device=input_ids.device)
+        sequence = Sequence(request, self._checked_ids(request))
+        # No distance beyond the positions the model was trained on.
+        reader = LambdaReader(self.batcher.runner, min(request.window, self.max_positions))
+        cancel = threading.Event()
 
-        model, tokenizer = self.model, self.tokenizer
-        for p in batch:
-            if len(p.prompt_ids) + p.request.max_tokens > self.max_positions:
-                p.error = BudgetExceeded(
-                    f"{p.request.agent}: {len(p.prompt_ids)} prompt tokens + "
-                    f"{p.request.max_tokens} to generate exceed the model's "
-                    f"{self.max_positions} positions"
-                )
-        batch = [p for p in batch if p.error is None]
-        if not batch:
-            return
-        started = time.perf_counter()
-        width = max(len(p.prompt_ids) for p in batch)
-        pad = tokenizer.pad_token_id
-        input_ids = torch.tensor([[pad] * (width - len(p.prompt_ids)) + p.prompt_ids
-                                  for p in batch], device=model.device)  # (batch, width)
-        mask = torch.tensor([[0] * (width - len(p.prompt_ids)) + [1] * len(p.prompt_ids)
-                             for p in batch], device=model.device)
-        temperature = batch[0].request.temperature
-        sampling: dict[str, Any] = {"do_sample": False, "temperature": None, "top_p": None,
-                                    "top_k": None}
-        if temperature > 0:
-            sampling = {"do_sample": True, "temperature": temperature}
-        with torch.inference_mode():
-            out = model.generate(
-                input_ids=input_ids, attention_mask=mask,
-                max_new_tokens=max(p.request.max_tokens for p in batch),
-                pad_token_id=pad, stopping_criteria=StoppingCriteriaList([_Cancelled()]),
-                **sampling,
-            )  # (batch, width + generated)
-        if cancel.is_set():
-            return
-        seconds = time.perf_counter() - started
-        eos = _eos_ids(model, tokenizer)
-        for row, p in zip(out[:, width:].tolist(), batch):
-            new = row[: p.request.max_tokens]
-            finish = "length"
-            for i, token in enumerate(new):
-                if token in eos:
-                    new, finish = new[:i], "stop"
-                    break
-            text = tokenizer.decode(new, skip_special_tokens=True)
-            for stop in p.request.stop:
-                if stop in text:
-                    text, finish = text[: text.index(stop)], "stop"
-            p.result = Generation(text=text.strip(), prompt_tokens=len(p.prompt_ids),
-                                  completion_tokens=len(new), seconds=seconds,
-                                  finish_reason=finish)
+        def progress(read: int) -> None:
+            if cancel.is_set():
+                raise _Abandoned
+            if request.progress is not None:
+                request.progress(read, len(sequence.prompt))
 
+        def run() -> None:
+            generator = Sequence.generator_for(request, reader.runner.device)
+            tokens = reader.generate(
+                sequence.prompt, request.max_tokens, self.batcher.eos, progress,
+                choose=lambda logits: choose_token(logits, request, generator))
+            sequence.tokens = tokens
+            sequence.finish = "length" if len(tokens) >= request.max_tokens else "stop"
+
+        try:
+            await anyio.to_thread.run_sync(run, abandon_on_cancel=True)
+        finally:
+            cancel.set()  # a cancelled caller's reading stops at its next chunk
+        return Generation(text=sequence.text(self.tokenizer).strip(),
+                          prompt_tokens=len(sequence.prompt),
+                          completion_tokens=len(sequence.tokens),
+                          seconds=time.perf_counter() - sequence.started,
+                          finish_reason="length" if sequence.finish == "length" else "stop")
 
     # -- reading without generating -------------------------------------------------------
     def score(self, messages: list[Message], options: list[str]) -> list[float]:
@@ -258,6 +272,23 @@ class LocalEngine:
             if start + window >= len(ids):
                 break
         return [(a, b, n) for (a, b), n in zip(offsets, nll)]
+
+
+class _Abandoned(Exception):
+    """Stops a reading nobody waits for any more."""
+
+
+def _dtype(device: str) -> Any:
+    """MEMPIPE_DTYPE if set; else bf16 on CUDA and on processors with bf16 arithmetic."""
+    import torch
+
+    if name := os.environ.get("MEMPIPE_DTYPE"):
+        if name not in DTYPES:
+            raise ModelError(f"MEMPIPE_DTYPE must be one of {', '.join(DTYPES)}, not {name}")
+        return getattr(torch, name)
+    if device.startswith("cuda") or torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return torch.bfloat16
+    return torch.float32
 
 
 def _eos_ids(model: Any, tokenizer: Any) -> set[int]:

@@ -5,7 +5,6 @@ import pytest
 import torch
 
 from mempipe.engine import GenerationRequest, Message, models
-from mempipe.engine import local as local_engine
 from mempipe.engine.local import LocalEngine
 from mempipe.errors import BudgetExceeded, ModelError
 
@@ -24,31 +23,6 @@ def test_greedy_output_matches_plain_transformers_generate(engine: LocalEngine) 
     expected = engine.tokenizer.decode(out[0, len(ids):], skip_special_tokens=True).strip()
     assert result.text == expected
     assert result.prompt_tokens == len(ids) and result.completion_tokens == 12
-
-
-def test_concurrent_requests_share_batches(engine: LocalEngine, monkeypatch) -> None:
-    sizes: list[int] = []
-    run_batch = engine._generate_batch
-    monkeypatch.setattr(engine, "_generate_batch",
-                        lambda batch, cancel: sizes.append(len(batch)) or run_batch(batch, cancel))
-    prompts = [f"Item {i}: " + "word " * (i * 7) for i in range(10)]
-    alone = [anyio.run(engine.generate, request(p)).text for p in prompts]
-    sizes.clear()
-
-    async def together() -> list[str]:
-        results: list[str] = [""] * len(prompts)
-
-        async def one(i: int) -> None:
-            results[i] = (await engine.generate(request(prompts[i]))).text
-
-        async with anyio.create_task_group() as tg:
-            for i in range(len(prompts)):
-                tg.start_soon(one, i)
-        return results
-
-    batched = anyio.run(together)
-    assert sizes == [local_engine.MAX_BATCH, len(prompts) - local_engine.MAX_BATCH]
-    assert batched == alone  # left padding does not change greedy output
 
 
 def test_budget_and_model_window_are_enforced(engine: LocalEngine) -> None:
@@ -79,25 +53,20 @@ def test_models_lists_the_default_first(tiny_model: Path, monkeypatch) -> None:
     assert [m.default for m in models.installed()] == [False, True]
 
 
+def test_dtype_is_bf16_where_the_processor_has_it(tiny_model: Path, monkeypatch) -> None:
+    engine = LocalEngine(str(tiny_model))
+    cpu_bf16 = torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    assert engine.model.dtype == (torch.bfloat16 if cpu_bf16 else torch.float32)
+    monkeypatch.setenv("MEMPIPE_DTYPE", "float64")
+    with pytest.raises(ModelError, match="MEMPIPE_DTYPE must be one of"):
+        _ = LocalEngine(str(tiny_model)).model
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 def test_cuda_runs_in_bf16(tiny_model: Path) -> None:
     engine = LocalEngine(str(tiny_model))
     anyio.run(engine.generate, request("hello"))
     assert engine.device == "cuda" and engine.model.dtype == torch.bfloat16
-
-
-def test_a_cancelled_request_leaves_the_queue(engine: LocalEngine) -> None:
-    async def cancel_one() -> str:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(engine.generate, request("first"))
-            await anyio.sleep(0)
-            with anyio.CancelScope() as scope:
-                scope.cancel()
-                await engine.generate(request("second"))
-        return (await engine.generate(request("first"))).text
-
-    assert anyio.run(cancel_one) is not None
-    assert engine._queue == []
 
 
 def test_score_prefers_what_greedy_decoding_would_write(engine: LocalEngine) -> None:

@@ -13,3 +13,6 @@ def test_questions_that_ask_for_someone() -> None:
 def test_names_leave_out_the_question_and_articles() -> None:
     text = "“Stop,” said the Mock\nTurtle to Alice. The Hatter and Mr. Darcy agreed."
     assert names(text, "Who told Alice to stop?") == ["Mock Turtle", "Hatter", "Mr. Darcy"]
+    assert names("The Queen\n\nAlice played.", "Who?") == ["Queen", "Alice"]
+    again = text + " Alice saw that Mr. Darcy's coat left."
+    assert names(again, "Who told Alice to stop?")[:2] == ["Mr. Darcy", "Mock Turtle"]

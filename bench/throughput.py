@@ -1,0 +1,282 @@
+"""Engine throughput, mempipe beside its baselines in one run, same model, same prompts:
+
+(a) one request's decoding tokens/s, (b) the aggregate tokens/s of N concurrent `map`
+requests (32 here; 32 and 256 on a GPU), (c) prefill tokens/s on 2,048-token chunks.
+Baselines: `transformers.generate` one request at a time and on a padded batch, and
+llama.cpp (`llama-cpp-python`, the optional `llamacpp` extra) on the default model's GGUF
+file; a baseline that is not installed is null, with a note.
+
+    python bench/throughput.py --json [--random-weights] [--tokens 64]
+
+Decoding speed is (n - 1) / (time to n tokens - time to the first), so prompt reading is
+not counted in it; prefill is prompt tokens / time to the first token."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+ALICE = ROOT / "examples" / "data" / "alice_in_wonderland.txt"
+STORY = "Write a long story about a girl who follows a white rabbit."
+MAP = "Say in one sentence what happens in this passage.\n\n{text}"
+
+
+def log(message: str) -> None:
+    print(f"bench: {message}", file=sys.stderr, flush=True)
+
+
+def rate(tokens: int, seconds: float) -> float | None:
+    return round(tokens / seconds, 1) if seconds > 0 and tokens > 0 else None
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 2) if a and b else None
+
+
+def engine_for(args: argparse.Namespace) -> Any:
+    from mempipe.config import DEFAULT_MODEL
+    from mempipe.engine.local import LocalEngine
+
+    if not args.random_weights:
+        return LocalEngine(args.model or DEFAULT_MODEL)
+    # The default model's shape with random weights: speed runs where its file is not.
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from mempipe.engine.models import resolve
+
+    source = resolve(args.model or DEFAULT_MODEL) if args.model or not args.config else None
+    out = Path(tempfile.mkdtemp(prefix="mempipe-random-"))
+    config = LlamaConfig.from_pretrained(args.config or source)
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(out)
+    AutoTokenizer.from_pretrained(args.tokenizer or source).save_pretrained(out)
+    return LocalEngine(str(out))
+
+
+def requests_for(engine: Any, count: int, tokens: int) -> list[Any]:
+    """`count` map-style prompts over consecutive passages of Alice (~200 tokens each)."""
+    from mempipe.engine import GenerationRequest, Message
+
+    words = ALICE.read_text().split()
+    return [GenerationRequest(messages=[Message(role="user", content=MAP.format(
+        text=" ".join(words[i * 150:(i + 1) * 150])))], max_tokens=tokens, budget=8192)
+        for i in range(count)]
+
+
+def mempipe_decode(engine: Any, tokens: int) -> float | None:
+    import anyio
+
+    from mempipe.engine import GenerationRequest, Message
+
+    request = GenerationRequest(messages=[Message(role="user", content=STORY)],
+                                max_tokens=tokens, budget=8192)
+
+    async def timed() -> tuple[float, float]:
+        """Seconds to the first piece of text and to the last."""
+        started, first = time.perf_counter(), 0.0
+        async for _ in engine.stream(request):
+            first = first or time.perf_counter()
+        return first - started, time.perf_counter() - started
+
+    written = anyio.run(engine.generate, request).completion_tokens  # warms up too
+    first, total = anyio.run(timed)
+    return rate(written - 1, total - first)
+
+
+def mempipe_aggregate(engine: Any, requests: list[Any]) -> tuple[float | None, float]:
+    import anyio
+
+    async def all_at_once() -> int:
+        counts: list[int] = []
+
+        async def one(request: Any) -> None:
+            counts.append((await engine.generate(request)).completion_tokens)
+
+        async with anyio.create_task_group() as tg:
+            for request in requests:
+                tg.start_soon(one, request)
+        return sum(counts)
+
+    steps, started = engine.batcher.steps, time.perf_counter()
+    tokens = anyio.run(all_at_once)
+    seconds = time.perf_counter() - started
+    step_ms = 1000 * seconds / max(1, engine.batcher.steps - steps)
+    return rate(tokens, seconds), round(step_ms, 2)
+
+
+def mempipe_prefill(engine: Any, ids: list[int]) -> float | None:
+    import anyio
+
+    from mempipe.engine import GenerationRequest, Message
+
+    text = engine.tokenizer.decode(ids)
+    request = GenerationRequest(messages=[Message(role="user", content=text)], max_tokens=1,
+                                budget=8192)
+    prompt = engine.prompt_tokens(request.messages)
+    started = time.perf_counter()
+    anyio.run(engine.generate, request)
+    return rate(prompt, time.perf_counter() - started)
+
+
+# -- transformers ------------------------------------------------------------------------
+def hf_generate(engine: Any, prompts: list[list[int]], new: int) -> tuple[int, float]:
+    """Tokens written (up to each row's end of sequence) and seconds, one padded batch."""
+    import torch
+
+    model, pad = engine.model, engine.tokenizer.pad_token_id
+    width = max(len(p) for p in prompts)
+    ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=model.device)
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts],
+                        device=model.device)
+    started = time.perf_counter()
+    with torch.inference_mode():
+        out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=new,
+                             do_sample=False, pad_token_id=pad)
+    if model.device.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - started
+    eos = engine.batcher.eos
+    written = 0
+    for row in out[:, width:].tolist():
+        written += next((i for i, t in enumerate(row) if t in eos), len(row))
+    return written, seconds
+
+
+def hf_decode(engine: Any, tokens: int) -> float | None:
+    from mempipe.engine import Message
+
+    prompt = engine._prompt_ids([Message(role="user", content=STORY)])
+    hf_generate(engine, [prompt], 2)  # warm-up
+    _, first = hf_generate(engine, [prompt], 1)
+    n, total = hf_generate(engine, [prompt], tokens)
+    return rate(n - 1, total - first)
+
+
+# -- llama.cpp ---------------------------------------------------------------------------
+def llamacpp(tokens: int, ids_text: str, threads: int) -> dict[str, Any]:
+    try:
+        from llama_cpp import Llama
+    except ImportError:
+        return {"note": "llama-cpp-python is not installed: pip install '.[llamacpp]'"}
+    from mempipe.engine.models import default_gguf
+
+    gguf = default_gguf()
+    if gguf is None:
+        return {"note": "the default model's GGUF file is not installed"}
+    llm = Llama(model_path=str(gguf), n_ctx=4096, n_threads=threads, n_batch=2048,
+                verbose=False)
+    chat = [{"role": "user", "content": STORY}]
+
+    def completion(max_tokens: int) -> tuple[int, float]:
+        llm.reset()
+        started = time.perf_counter()
+        out = llm.create_chat_completion(chat, max_tokens=max_tokens, temperature=0.0)
+        return out["usage"]["completion_tokens"], time.perf_counter() - started
+
+    completion(4)  # warm-up
+    _, first = completion(1)
+    n, total = completion(tokens)
+    prompt = llm.tokenize(ids_text.encode(), add_bos=True)
+    llm.reset()
+    started = time.perf_counter()
+    llm.eval(prompt)
+    prefill = rate(len(prompt), time.perf_counter() - started)
+    return {"single": rate(n - 1, total - first), "prefill": prefill,
+            "version": __import__("llama_cpp").__version__}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--model", help="a model directory (default: the bundled model)")
+    parser.add_argument("--random-weights", action="store_true",
+                        help="the model's shape with random weights (speed only)")
+    parser.add_argument("--config", help="with --random-weights: a config.json to shape it")
+    parser.add_argument("--tokenizer", help="with --config: the tokenizer's directory")
+    parser.add_argument("--tokens", type=int, default=64, help="tokens to write per request")
+    parser.add_argument("--concurrency", default=None,
+                        help="comma-separated request counts (default 32; 32,256 on CUDA)")
+    parser.add_argument("--prefill", type=int, default=2048, help="prefill chunk in tokens")
+    parser.add_argument("--skip-baselines", action="store_true")
+    args = parser.parse_args()
+
+    import torch
+
+    from mempipe.engine import Message
+
+    engine = engine_for(args)
+    log(f"loading {engine.name}")
+    engine.batcher  # noqa: B018 - loads the model and sets up the batch
+    cuda = engine.device.startswith("cuda")
+    counts = [int(c) for c in (args.concurrency or ("32,256" if cuda else "32")).split(",")]
+    device = torch.cuda.get_device_name() if cuda else (
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"{torch.get_num_threads()} torch threads")
+    result: dict[str, Any] = {"device": device, "model": engine.name,
+                              "dtype": str(engine.model.dtype).removeprefix("torch."),
+                              "tokens": args.tokens}
+
+    log("mempipe: one request")
+    result["single_tok_s"] = mempipe_decode(engine, args.tokens)
+    for count in counts:
+        log(f"mempipe: {count} concurrent requests")
+        requests = requests_for(engine, count, args.tokens)
+        result[f"aggregate{count}_tok_s"], result[f"step{count}_ms"] = mempipe_aggregate(
+            engine, requests)
+    words = (ALICE.read_text() * 2).split()
+    ids = engine.tokenizer(" ".join(words[:3000]), add_special_tokens=False)["input_ids"]
+    ids = ids[: args.prefill - 16]  # room for the chat framing
+    log(f"mempipe: prefill {args.prefill} tokens")
+    mempipe_prefill(engine, ids[:256])  # warm-up
+    result["prefill_tok_s"] = mempipe_prefill(engine, ids)
+
+    if not args.skip_baselines:
+        log("transformers.generate: one request")
+        result["hf_single_tok_s"] = hf_decode(engine, args.tokens)
+        for count in counts:
+            log(f"transformers.generate: padded batch of {count}")
+            prompts = [engine._prompt_ids(r.messages)
+                       for r in requests_for(engine, count, args.tokens)]
+            n, seconds = hf_generate(engine, prompts, args.tokens)
+            result[f"hf_batch{count}_tok_s"] = rate(n, seconds)
+        log("transformers.generate: prefill")
+        prompt = engine._prompt_ids([Message(role="user", content=engine.tokenizer.decode(ids))])
+        _, seconds = hf_generate(engine, [prompt], 1)
+        result["hf_prefill_tok_s"] = rate(len(prompt), seconds)
+        if args.random_weights:
+            result["llamacpp_single_tok_s"] = None
+            result["llamacpp_note"] = "random weights: llama.cpp reads the real GGUF only"
+        else:
+            log("llama.cpp")
+            found = llamacpp(args.tokens, engine.tokenizer.decode(ids), torch.get_num_threads())
+            result["llamacpp_single_tok_s"] = found.get("single")
+            result["llamacpp_prefill_tok_s"] = found.get("prefill")
+            result["llamacpp_version"] = found.get("version")
+            if "note" in found:
+                result["llamacpp_note"] = found["note"]
+
+    main_count = counts[0]
+    result["ratios"] = {
+        "single_vs_llamacpp": ratio(result["single_tok_s"], result.get("llamacpp_single_tok_s")),
+        f"aggregate{main_count}_vs_llamacpp_single": ratio(
+            result[f"aggregate{main_count}_tok_s"], result.get("llamacpp_single_tok_s")),
+        "prefill_vs_hf": ratio(result["prefill_tok_s"], result.get("hf_prefill_tok_s")),
+        "single_vs_hf": ratio(result["single_tok_s"], result.get("hf_single_tok_s")),
+    }
+    for count in counts:
+        result["ratios"][f"aggregate{count}_vs_hf_batch{count}"] = ratio(
+            result[f"aggregate{count}_tok_s"], result.get(f"hf_batch{count}_tok_s"))
+    print(json.dumps(result, indent=None if args.json else 2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,174 @@
+"""A lean forward pass for Llama-family models over a slot KV cache.
+
+transformers' `generate` spends most of a small model's decoding step in Python and
+per-call set-up; this pass does one fused matmul for q/k/v and one for gate/up per layer,
+writes keys and values straight into a preallocated cache (one row per running sequence),
+and lets SDPA do attention. The weights are the loaded model's own tensors, so nothing is
+copied: the fused q/k/v and gate/up weights replace the model's, which become views of
+them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+ARCHITECTURES = ("llama", "mistral", "qwen2")  # the same block; qwen2 adds a q/k/v bias
+GROW = 256  # cache positions are added in steps of this many
+
+
+@dataclass
+class Block:
+    """One decoder layer's weights, q/k/v and gate/up fused."""
+
+    attn_norm: torch.Tensor
+    qkv: torch.Tensor
+    qkv_bias: torch.Tensor | None
+    out: torch.Tensor
+    mlp_norm: torch.Tensor
+    gate_up: torch.Tensor
+    down: torch.Tensor
+
+
+def supports(model: Any) -> bool:
+    config = model.config
+    return (config.model_type in ARCHITECTURES and not getattr(config, "mlp_bias", False)
+            and getattr(config, "hidden_act", "silu") == "silu")
+
+
+def _fuse(*linears: Any) -> torch.Tensor:
+    """One weight for several linear layers; each layer's weight becomes a view of it."""
+    fused = torch.cat([layer.weight.data for layer in linears])
+    start = 0
+    for layer in linears:
+        rows = layer.weight.shape[0]
+        layer.weight.data = fused[start:start + rows]
+        start += rows
+    return fused
+
+
+def _fuse_bias(*linears: Any) -> torch.Tensor | None:
+    if linears[0].bias is None:
+        return None
+    return torch.cat([layer.bias.data for layer in linears])
+
+
+class LlamaRunner:
+    """The model's forward pass over `rows` of a shared KV cache.
+
+    The cache holds, for every layer, keys (rotated) and values of shape
+    (rows, kv_heads, positions, head_dim). Each running sequence owns one row; `forward`
+    appends tokens to a range of rows at per-row positions and returns the last layer's
+    hidden states, so one call serves both prefill (many tokens) and decoding (one)."""
+
+    def __init__(self, model: Any) -> None:
+        config = model.config
+        self.model = model
+        self.heads = config.num_attention_heads
+        self.kv_heads = getattr(config, "num_key_value_heads", None) or self.heads
+        self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // self.heads
+        self.eps = config.rms_norm_eps
+        self.max_positions = int(config.max_position_embeddings)
+        self.rotary = model.model.rotary_emb
+        self.embed = model.model.embed_tokens.weight
+        self.norm = model.model.norm.weight
+        self.lm_head = model.lm_head.weight
+        self.blocks = []
+        for layer in model.model.layers:
+            attn, mlp = layer.self_attn, layer.mlp
+            self.blocks.append(Block(
+                attn_norm=layer.input_layernorm.weight,
+                qkv=_fuse(attn.q_proj, attn.k_proj, attn.v_proj),
+                qkv_bias=_fuse_bias(attn.q_proj, attn.k_proj, attn.v_proj),
+                out=attn.o_proj.weight,
+                mlp_norm=layer.post_attention_layernorm.weight,
+                gate_up=_fuse(mlp.gate_proj, mlp.up_proj),
+                down=mlp.down_proj.weight,
+            ))
+        self.device, self.dtype = self.embed.device, self.embed.dtype
+        self.keys: list[torch.Tensor] = []
+        self.values: list[torch.Tensor] = []
+        self.rows, self.capacity = 0, 0
+
+    # -- the cache -----------------------------------------------------------------------
+    @property
+    def bytes_per_position(self) -> int:
+        """Cache bytes one sequence's token takes across all layers."""
+        size = torch.tensor([], dtype=self.dtype).element_size()
+        return 2 * len(self.blocks) * self.kv_heads * self.head_dim * size
+
+    def reserve(self, rows: int, positions: int) -> None:
+        """Grow the cache to at least `rows` x `positions`, keeping what it holds."""
+        positions = min(self.max_positions, -(-positions // GROW) * GROW)
+        if rows <= self.rows and positions <= self.capacity:
+            return
+        rows, positions = max(rows, self.rows), max(positions, self.capacity)
+        shape = (rows, self.kv_heads, positions, self.head_dim)
+        for cache in (self.keys, self.values):
+            for i in range(len(self.blocks)):
+                grown = torch.zeros(shape, dtype=self.dtype, device=self.device)
+                if cache[i:]:
+                    grown[:self.rows, :, :self.capacity] = cache[i]
+                    cache[i] = grown
+                else:
+                    cache.append(grown)
+        self.rows, self.capacity = rows, positions
+
+    def move(self, source: int, target: int, length: int) -> None:
+        """Copy one row's first `length` positions into another row."""
+        for cache in (self.keys, self.values):
+            for layer in cache:
+                layer[target, :, :length] = layer[source, :, :length]
+
+    def release(self) -> None:
+        self.keys, self.values, self.rows, self.capacity = [], [], 0, 0
+
+    # -- the forward pass ----------------------------------------------------------------
+    def forward(self, first: int, ids: torch.Tensor, starts: torch.Tensor) -> torch.Tensor:
+        """Append `ids` (n, t) to cache rows first..first+n at positions starts (n,) onward;
+        return the last layer's normalised hidden states (n, t, hidden)."""
+        n, t = ids.shape
+        positions = starts[:, None] + torch.arange(t, device=self.device)  # (n, t)
+        end = int(starts.max()) + t
+        cos, sin = self.rotary(self.embed[:1], positions)  # (n, t, head_dim) each
+        cos, sin = cos[:, None], sin[:, None]
+        # A query sees the keys at or before its own position in its own row.
+        mask = (torch.arange(end, device=self.device)[None, None, :]
+                <= positions[:, :, None])[:, None]  # (n, 1, t, end)
+        rows = torch.arange(first, first + n, device=self.device)[:, None]
+        h = F.embedding(ids, self.embed)
+        q_size, kv_size = self.heads * self.head_dim, self.kv_heads * self.head_dim
+        for block, keys, values in zip(self.blocks, self.keys, self.values):
+            x = _rms_norm(h, block.attn_norm, self.eps)
+            qkv = F.linear(x, block.qkv, block.qkv_bias)
+            q, k, v = qkv.split((q_size, kv_size, kv_size), dim=-1)
+            q = _rotate(q.view(n, t, self.heads, self.head_dim).transpose(1, 2), cos, sin)
+            k = _rotate(k.view(n, t, self.kv_heads, self.head_dim).transpose(1, 2), cos, sin)
+            keys[rows, :, positions] = k.transpose(1, 2)  # (n, t, kv_heads, head_dim)
+            values[rows, :, positions] = v.view(n, t, self.kv_heads, self.head_dim)
+            attended = F.scaled_dot_product_attention(
+                q, keys[first:first + n, :, :end], values[first:first + n, :, :end],
+                attn_mask=mask, enable_gqa=self.kv_heads != self.heads)
+            h = h + F.linear(attended.transpose(1, 2).reshape(n, t, q_size), block.out)
+            x = _rms_norm(h, block.mlp_norm, self.eps)
+            gate, up = F.linear(x, block.gate_up).chunk(2, dim=-1)
+            h = h + F.linear(F.silu(gate) * up, block.down)
+        return _rms_norm(h, self.norm, self.eps)
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        return F.linear(hidden, self.lm_head).float()
+
+
+def _rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """transformers' Llama RMSNorm: normalised in fp32, scaled in the model's dtype."""
+    x32 = x.float()
+    x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + eps)
+    return weight * x32.to(x.dtype)
+
+
+def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+    return x * cos + rotated * sin
