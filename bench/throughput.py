@@ -129,7 +129,14 @@ def mempipe_prefill(engine: Any, ids: list[int]) -> float | None:
 
 # -- transformers ------------------------------------------------------------------------
 def hf_generate(engine: Any, prompts: list[list[int]], new: int) -> tuple[int, float]:
-    """Tokens written (up to each row's end of sequence) and seconds, one padded batch."""
+    """Tokens written (up to each row's end of sequence) and seconds, one padded batch,
+    run on mempipe's torch thread so that both share one OpenMP pool."""
+    from mempipe.engine import torch_thread
+
+    return torch_thread.run(_hf_generate, engine, prompts, new)
+
+
+def _hf_generate(engine: Any, prompts: list[list[int]], new: int) -> tuple[int, float]:
     import torch
 
     model, pad = engine.model, engine.tokenizer.pad_token_id

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mempipe.engine import torch_thread
 from mempipe.errors import ModelError
 
 DIMENSIONS = 384
@@ -27,41 +28,48 @@ class Embedder:
         self._tokenizer = None
 
     def _load(self) -> None:
+        """Loads the model once, on the torch thread (where every embedding is computed)."""
+        if self._model is None:
+            torch_thread.run(self._load_here)
+
+    def _load_here(self) -> None:
         from transformers import AutoModel, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
-        hf_logging.disable_progress_bar()
-        path = self.path or _bundled_path()
-        self._tokenizer = AutoTokenizer.from_pretrained(path)
-        self._model = AutoModel.from_pretrained(path).eval()
+        with self._lock:
+            if self._model is not None:
+                return
+            hf_logging.disable_progress_bar()
+            path = self.path or _bundled_path()
+            self._tokenizer = AutoTokenizer.from_pretrained(path)
+            self._model = AutoModel.from_pretrained(path).eval()
 
     def count_tokens(self, texts: list[str]) -> list[int]:
         """Word pieces in each text: passages are sized in the embedder's own tokens."""
-        with self._lock:
-            if self._model is None:
-                self._load()
-            ids = self._tokenizer(texts, add_special_tokens=False)["input_ids"]
+        self._load()
+        ids = self._tokenizer(texts, add_special_tokens=False)["input_ids"]
         return [len(i) for i in ids]
 
     def embed(self, texts: list[str]) -> np.ndarray:
         """One row per text, each of unit length: cosine similarity is a dot product."""
-        import torch
-
         if not texts:
             return np.zeros((0, DIMENSIONS), dtype=np.float32)
-        with self._lock:
-            if self._model is None:
-                self._load()
-            rows = []
-            for start in range(0, len(texts), BATCH):
-                batch = self._tokenizer(texts[start:start + BATCH], padding=True,
-                                        truncation=True, max_length=MAX_TOKENS,
-                                        return_tensors="pt")
-                with torch.inference_mode():
-                    hidden = self._model(**batch).last_hidden_state  # (batch, tokens, 384)
-                mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
-                rows.append(torch.nn.functional.normalize(pooled, dim=-1).float().numpy())
+        return torch_thread.run(self._embed, texts)
+
+    def _embed(self, texts: list[str]) -> np.ndarray:
+        import torch
+
+        self._load()
+        rows = []
+        for start in range(0, len(texts), BATCH):
+            batch = self._tokenizer(texts[start:start + BATCH], padding=True,
+                                    truncation=True, max_length=MAX_TOKENS,
+                                    return_tensors="pt")
+            with torch.inference_mode():
+                hidden = self._model(**batch).last_hidden_state  # (batch, tokens, 384)
+            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+            rows.append(torch.nn.functional.normalize(pooled, dim=-1).float().numpy())
         return np.concatenate(rows)
 
 

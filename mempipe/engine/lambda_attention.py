@@ -3,9 +3,10 @@ positions in one pass, in bounded memory.
 
 Every query attends to the first `n_global` tokens and to the last `window` tokens, and
 no relative distance exceeds `window`: window keys are rotated at their own positions, the
-global keys as if exactly `window` tokens back. Keys are cached un-rotated, since a global
-key's rotation depends on who reads it; the cache never holds more than
-n_global + window + one chunk positions, whatever the input's length."""
+global keys as if exactly `window` tokens back. Window keys are cached rotated (their
+distance to any query that can see them is the true one) and the global keys also
+un-rotated, since their rotation depends on who reads them; the cache never holds more
+than n_global + window positions between chunks, whatever the input's length."""
 
 from __future__ import annotations
 
@@ -29,8 +30,12 @@ class LambdaReader:
         self.runner = runner
         self.window = window or min(4096, runner.max_positions)
         self.n_global = n_global
-        self.keys: list[torch.Tensor] = []  # per layer: (kv_heads, positions, head_dim)
+        # Per layer, (kv_heads, positions, head_dim): keys rotated at their own positions
+        # (a window key is always read at its true distance), values, and the global keys
+        # un-rotated, to be read at the capped distance.
+        self.keys: list[torch.Tensor] = []
         self.values: list[torch.Tensor] = []
+        self.globals: list[torch.Tensor] = []
         self.positions = torch.zeros(0, dtype=torch.long, device=runner.device)
 
     @property
@@ -65,51 +70,50 @@ class LambdaReader:
         return written
 
     def _forward(self, ids: list[int]) -> torch.Tensor:
-        runner, device = self.runner, self.runner.device
+        runner, device, t = self.runner, self.runner.device, len(ids)
         first = int(self.positions[-1]) + 1 if self.cached else 0
-        new = torch.arange(first, first + len(ids), device=device)
+        new = torch.arange(first, first + t, device=device)
         positions = torch.cat([self.positions, new])  # every key's position, then ours
         distance = new[:, None] - positions[None, :]  # (queries, keys)
         local = (distance >= 0) & (distance < self.window)
-        glob = (positions < self.n_global)[None, :] & (distance >= self.window)
-        g = int((positions < self.n_global).sum())  # the global keys lead the cache
-        cos, sin = runner.rotary(runner.embed[:1], positions[None])
-        at_zero = runner.rotary(runner.embed[:1], torch.zeros(1, 1, dtype=torch.long,
-                                                              device=device))
+        g = min(self.n_global, first + t)  # the global keys lead the cache
+        far = (distance[:, :g] >= self.window)  # global keys out of the window's reach
+        cos, sin = runner.rotary(runner.embed[:1], new[None])
         at_window = runner.rotary(runner.embed[:1], torch.full((1, 1), self.window,
                                                                device=device))
-        q_cos, q_sin = cos[:, -len(ids):], sin[:, -len(ids):]
-        scale = 1 / math.sqrt(runner.head_dim)
-        repeat = runner.heads // runner.kv_heads
-        q_size, kv_size = runner.heads * runner.head_dim, runner.kv_heads * runner.head_dim
+        kv, group, d = runner.kv_heads, runner.heads // runner.kv_heads, runner.head_dim
+        q_size, kv_size = runner.heads * d, kv * d
         h = F.embedding(torch.tensor([ids], device=device), runner.embed)
-        keep = (positions < self.n_global) | (positions > first + len(ids) - 1 - self.window)
+        keep = (positions < self.n_global) | (positions > first + t - 1 - self.window)
         for i, block in enumerate(runner.blocks):
             x = _rms_norm(h, block.attn_norm, runner.eps)
-            q, k, v = F.linear(x, block.qkv, block.qkv_bias).split(
-                (q_size, kv_size, kv_size), dim=-1)
-            q = q.view(len(ids), runner.heads, runner.head_dim).transpose(0, 1)
-            k = k.view(len(ids), runner.kv_heads, runner.head_dim).transpose(0, 1)
-            v = v.view(len(ids), runner.kv_heads, runner.head_dim).transpose(0, 1)
+            q, k, v = F.linear(x, block.qkv, block.qkv_bias).split((q_size, kv_size, kv_size),
+                                                                   dim=-1)
+            q = q.view(t, runner.heads, d).transpose(0, 1)
+            raw = k.view(t, kv, d).transpose(0, 1)
+            k, v = _rotate(raw, cos, sin), v.view(t, kv, d).transpose(0, 1)
             if i < len(self.keys):
                 k, v = torch.cat([self.keys[i], k], dim=1), torch.cat([self.values[i], v], 1)
-            keys = _rotate(k, cos, sin).repeat_interleave(repeat, 0)
-            scores = _rotate(q, q_cos, q_sin) @ keys.transpose(1, 2)  # (heads, q, keys)
-            scores = scores.float().masked_fill(~local, float("-inf"))
-            if g and bool(glob.any()):
-                far = _rotate(q, *at_window) @ _rotate(k[:, :g], *at_zero).repeat_interleave(
-                    repeat, 0).transpose(1, 2)
-                scores[..., :g] = torch.where(glob[:, :g], far.float(), scores[..., :g])
-            weights = (scores * scale).softmax(-1).to(v.dtype)
-            attended = weights @ v.repeat_interleave(repeat, 0)  # (heads, q, head_dim)
-            h = h + F.linear(attended.transpose(0, 1).reshape(1, len(ids), q_size), block.out)
+                raw = torch.cat([self.globals[i], raw], dim=1)[:, :g]
+            else:
+                raw = raw[:, :g]
+                self.keys.append(k)
+                self.values.append(v)
+                self.globals.append(raw)
+            # Query heads grouped by the key head they share: (kv, group * t, d).
+            near = _rotate(q, cos, sin).reshape(kv, group * t, d)
+            scores = (near @ k.transpose(1, 2)).float().view(kv, group, t, -1)
+            scores = scores.masked_fill(~local, float("-inf"))
+            if bool(far.any()):  # a global key read as if exactly `window` tokens back
+                capped = _rotate(q, *at_window).reshape(kv, group * t, d)
+                capped = (capped @ raw.transpose(1, 2)).float().view(kv, group, t, g)
+                scores[..., :g] = torch.where(far, capped, scores[..., :g])
+            weights = (scores / math.sqrt(d)).softmax(-1).to(v.dtype).view(kv, group * t, -1)
+            attended = (weights @ v).view(runner.heads, t, d)
+            h = h + F.linear(attended.transpose(0, 1).reshape(1, t, q_size), block.out)
             x = _rms_norm(h, block.mlp_norm, runner.eps)
             gate, up = F.linear(x, block.gate_up).chunk(2, dim=-1)
             h = h + F.linear(F.silu(gate) * up, block.down)
-            if i < len(self.keys):
-                self.keys[i], self.values[i] = k[:, keep], v[:, keep]
-            else:
-                self.keys.append(k[:, keep])
-                self.values.append(v[:, keep])
+            self.keys[i], self.values[i], self.globals[i] = k[:, keep], v[:, keep], raw
         self.positions = positions[keep]
         return _rms_norm(h, runner.norm, runner.eps)[0]

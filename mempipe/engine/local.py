@@ -11,12 +11,12 @@ import threading
 import time
 import weakref
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
 
+from mempipe.engine import torch_thread
 from mempipe.engine.base import GLOBAL_TOKENS, Generation, GenerationRequest, Message
 from mempipe.errors import BudgetExceeded, ModelError
 
@@ -34,8 +34,6 @@ class LocalEngine:
     _batcher: Any = None
     _load_lock: threading.Lock = field(default_factory=threading.Lock)
     _step_locks: Any = field(default_factory=weakref.WeakKeyDictionary)
-    _stepper: ThreadPoolExecutor = field(
-        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="mempipe-step"))
 
     # -- loading -----------------------------------------------------------------------
     @property
@@ -59,6 +57,11 @@ class LocalEngine:
 
     @property
     def model(self) -> Any:
+        if self._model is None:
+            torch_thread.run(self._load)
+        return self._model
+
+    def _load(self) -> None:
         tokenizer = self.tokenizer
         with self._load_lock:
             if self._model is None:
@@ -78,7 +81,6 @@ class LocalEngine:
                 model.to(device).eval()
                 model.generation_config.pad_token_id = tokenizer.pad_token_id
                 self.device, self._model = device, model
-        return self._model
 
     @property
     def max_positions(self) -> int:
@@ -106,6 +108,11 @@ class LocalEngine:
     # -- generation ------------------------------------------------------------------------
     @property
     def batcher(self) -> Any:
+        if self._batcher is None:
+            torch_thread.run(self._make_batcher)
+        return self._batcher
+
+    def _make_batcher(self) -> None:
         model, tokenizer = self.model, self.tokenizer
         with self._load_lock:
             if self._batcher is None:
@@ -121,7 +128,6 @@ class LocalEngine:
                 gib = float(os.environ.get("MEMPIPE_KV_GIB", "16" if cuda else "2"))
                 self._batcher = Batcher(LlamaRunner(model), tokenizer, _eos_ids(model, tokenizer),
                                         max_rows=rows, cache_bytes=int(gib * 2**30))
-        return self._batcher
 
     def _checked_ids(self, request: GenerationRequest) -> list[int]:
         """The request's prompt tokens, or the reason it cannot run."""
@@ -157,9 +163,7 @@ class LocalEngine:
         seen = len(sequence.tokens)
         async with lock:
             if len(sequence.tokens) == seen and not sequence.done:
-                # Always the same thread: torch's thread pool is set up per calling thread,
-                # and hopping between anyio's workers cost a third of a decoding step.
-                await loop.run_in_executor(self._stepper, self.batcher.step)
+                await torch_thread.run_async(self.batcher.step)
 
     async def generate(self, request: GenerationRequest) -> Generation:
         if request.window is not None:
@@ -223,7 +227,7 @@ class LocalEngine:
             sequence.finish = "length" if len(tokens) >= request.max_tokens else "stop"
 
         try:
-            await anyio.to_thread.run_sync(run, abandon_on_cancel=True)
+            await torch_thread.run_async(run)
         finally:
             cancel.set()  # a cancelled caller's reading stops at its next chunk
         return Generation(text=sequence.text(self.tokenizer).strip(),
@@ -234,6 +238,9 @@ class LocalEngine:
 
     # -- reading without generating -------------------------------------------------------
     def score(self, messages: list[Message], options: list[str]) -> list[float]:
+        return torch_thread.run(self._score, messages, options)
+
+    def _score(self, messages: list[Message], options: list[str]) -> list[float]:
         import torch
 
         if not options:
@@ -255,6 +262,9 @@ class LocalEngine:
         return scores
 
     def surprise(self, text: str, window: int = 1024) -> list[tuple[int, int, float]]:
+        return torch_thread.run(self._surprise, text, window)
+
+    def _surprise(self, text: str, window: int) -> list[tuple[int, int, float]]:
         import torch
 
         encoded = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
