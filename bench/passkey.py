@@ -24,24 +24,27 @@ BOOKS = [ROOT / "examples" / "data" / "alice_in_wonderland.txt",
 TASK = ("There is an important piece of information hidden inside a lot of irrelevant text. "
         "Find it and memorize it. I will quiz you about it.\n\n")
 NEEDLE = "\n\nThe pass key is {key}. Remember it. {key} is the pass key.\n\n"
-QUESTION = "\n\nWhat is the pass key? The pass key is"
+QUESTION = "\n\nWhat is the pass key?"
 
 
 def log(message: str) -> None:
     print(f"bench: {message}", file=sys.stderr, flush=True)
 
 
-def prompt_ids(tokenizer: Any, filler: list[int], length: int, depth: float,
+def prompt_ids(engine: Any, filler: list[int], length: int, depth: float,
                key: str) -> list[int]:
-    """TASK, filler with the needle at `depth` (0 = start, 1 = end), QUESTION: `length`
-    tokens in all."""
-    head = tokenizer(TASK, add_special_tokens=False)["input_ids"]
-    needle = tokenizer(NEEDLE.format(key=key), add_special_tokens=False)["input_ids"]
-    tail = tokenizer(QUESTION, add_special_tokens=False)["input_ids"]
-    room = length - len(head) - len(needle) - len(tail)
+    """One user turn in the model's chat framing: TASK, filler with the needle at `depth`
+    (0 = start, 1 = end), QUESTION; about `length` tokens in all."""
+    from mempipe.engine import Message
+
+    tokenizer = engine.tokenizer
+    frame = engine._prompt_ids([Message(role="user", content=TASK + NEEDLE + QUESTION)])
+    room = length - len(frame)
     body = (filler * (room // len(filler) + 1))[:room]
     at = int(room * depth)
-    return head + body[:at] + needle + body[at:] + tail
+    text = (TASK + tokenizer.decode(body[:at]) + NEEDLE.format(key=key)
+            + tokenizer.decode(body[at:]) + QUESTION)
+    return engine._prompt_ids([Message(role="user", content=text)])
 
 
 def main() -> None:
@@ -76,14 +79,14 @@ def main() -> None:
         for mode in ("lambda", "plain"):
             if mode == "plain" and length > args.plain_max:
                 continue
-            window = args.window if mode == "lambda" else length + 64
+            window = args.window if mode == "lambda" else length + 256
             hits: list[bool] = []
             started = time.perf_counter()
             for depth in depths:
                 key = f"{rng.randrange(10000, 100000)}"
-                ids = prompt_ids(tokenizer, filler, length, depth, key)
+                ids = prompt_ids(engine, filler, length, depth, key)
                 reader = LambdaReader(runner, window=window)
-                written = reader.generate(ids, 8, eos=set())
+                written = reader.generate(ids, 16, eos=set())
                 answer = tokenizer.decode(written)
                 hits.append(key in answer)
                 log(f"{mode} {length} tokens, depth {depth}: {'ok' if hits[-1] else 'miss'} "

@@ -174,6 +174,9 @@ class LocalEngine:
                 await self._advance(sequence)
         finally:
             sequence.cancel()  # a caller cancelled while waiting: its row is freed
+        return self._result(sequence)
+
+    def _result(self, sequence: Any) -> Generation:
         if sequence.error is not None:
             raise sequence.error
         return Generation(text=sequence.text(self.tokenizer).strip(),
@@ -225,16 +228,13 @@ class LocalEngine:
                 choose=lambda logits: choose_token(logits, request, generator))
             sequence.tokens = tokens
             sequence.finish = "length" if len(tokens) >= request.max_tokens else "stop"
+            sequence.seconds = time.perf_counter() - sequence.started
 
         try:
             await torch_thread.run_async(run)
         finally:
             cancel.set()  # a cancelled caller's reading stops at its next chunk
-        return Generation(text=sequence.text(self.tokenizer).strip(),
-                          prompt_tokens=len(sequence.prompt),
-                          completion_tokens=len(sequence.tokens),
-                          seconds=time.perf_counter() - sequence.started,
-                          finish_reason="length" if sequence.finish == "length" else "stop")
+        return self._result(sequence)
 
     # -- reading without generating -------------------------------------------------------
     def score(self, messages: list[Message], options: list[str]) -> list[float]:
