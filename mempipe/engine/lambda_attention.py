@@ -10,14 +10,19 @@ than n_global + window positions between chunks, whatever the input's length."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 
 from mempipe.engine.base import GLOBAL_TOKENS
-from mempipe.engine.llama import LlamaRunner, _rms_norm, _rotate
+from mempipe.engine.llama import (
+    LlamaRunner,
+    _rms_norm,
+    _rotate,
+    grouped_attend,
+    grouped_scores,
+)
 
 CHUNK = 512  # queries read per forward pass
 
@@ -30,7 +35,7 @@ class LambdaReader:
         self.runner = runner
         self.window = window or min(4096, runner.max_positions)
         self.n_global = n_global
-        # Per layer, (kv_heads, positions, head_dim): keys rotated at their own positions
+        # Per layer, (1, kv_heads, positions, head_dim): keys rotated at their own positions
         # (a window key is always read at its true distance), values, and the global keys
         # un-rotated, to be read at the capped distance.
         self.keys: list[torch.Tensor] = []
@@ -79,41 +84,29 @@ class LambdaReader:
         g = min(self.n_global, first + t)  # the global keys lead the cache
         far = (distance[:, :g] >= self.window)  # global keys out of the window's reach
         cos, sin = runner.rotary(runner.embed[:1], new[None])
+        cos, sin = cos[:, None], sin[:, None]
         at_window = runner.rotary(runner.embed[:1], torch.full((1, 1), self.window,
                                                                device=device))
-        kv, group, d = runner.kv_heads, runner.heads // runner.kv_heads, runner.head_dim
-        q_size, kv_size = runner.heads * d, kv * d
         h = F.embedding(torch.tensor([ids], device=device), runner.embed)
         keep = (positions < self.n_global) | (positions > first + t - 1 - self.window)
         for i, block in enumerate(runner.blocks):
-            x = _rms_norm(h, block.attn_norm, runner.eps)
-            q, k, v = F.linear(x, block.qkv, block.qkv_bias).split((q_size, kv_size, kv_size),
-                                                                   dim=-1)
-            q = q.view(t, runner.heads, d).transpose(0, 1)
-            raw = k.view(t, kv, d).transpose(0, 1)
-            k, v = _rotate(raw, cos, sin), v.view(t, kv, d).transpose(0, 1)
+            q, raw, v = runner.project(block, h)  # (1, heads or kv_heads, t, head_dim)
+            k = _rotate(raw, cos, sin)
             if i < len(self.keys):
-                k, v = torch.cat([self.keys[i], k], dim=1), torch.cat([self.values[i], v], 1)
-                raw = torch.cat([self.globals[i], raw], dim=1)[:, :g]
+                k, v = torch.cat([self.keys[i], k], dim=2), torch.cat([self.values[i], v], 2)
+                raw = torch.cat([self.globals[i], raw], dim=2)[:, :, :g]
             else:
-                raw = raw[:, :g]
+                raw = raw[:, :, :g]
                 self.keys.append(k)
                 self.values.append(v)
                 self.globals.append(raw)
-            # Query heads grouped by the key head they share: (kv, group * t, d).
-            near = _rotate(q, cos, sin).reshape(kv, group * t, d)
-            scores = (near @ k.transpose(1, 2)).float().view(kv, group, t, -1)
+            scores = grouped_scores(_rotate(q, cos, sin), k, runner.kv_heads)
             scores = scores.masked_fill(~local, float("-inf"))
             if bool(far.any()):  # a global key read as if exactly `window` tokens back
-                capped = _rotate(q, *at_window).reshape(kv, group * t, d)
-                capped = (capped @ raw.transpose(1, 2)).float().view(kv, group, t, g)
+                capped = grouped_scores(_rotate(q, *at_window), raw, runner.kv_heads)
                 scores[..., :g] = torch.where(far, capped, scores[..., :g])
-            weights = (scores / math.sqrt(d)).softmax(-1).to(v.dtype).view(kv, group * t, -1)
-            attended = (weights @ v).view(runner.heads, t, d)
-            h = h + F.linear(attended.transpose(0, 1).reshape(1, t, q_size), block.out)
-            x = _rms_norm(h, block.mlp_norm, runner.eps)
-            gate, up = F.linear(x, block.gate_up).chunk(2, dim=-1)
-            h = h + F.linear(F.silu(gate) * up, block.down)
-            self.keys[i], self.values[i], self.globals[i] = k[:, keep], v[:, keep], raw
+            h = runner.finish(block, h, grouped_attend(scores.softmax(-1), v))
+            self.keys[i], self.values[i] = k[:, :, keep], v[:, :, keep]
+            self.globals[i] = raw
         self.positions = positions[keep]
         return _rms_norm(h, runner.norm, runner.eps)[0]

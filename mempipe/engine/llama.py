@@ -128,56 +128,77 @@ class LlamaRunner:
     # -- the forward pass ----------------------------------------------------------------
     def forward(self, first: int, ids: torch.Tensor, starts: torch.Tensor) -> torch.Tensor:
         """Append `ids` (n, t) to cache rows first..first+n at positions starts (n,) onward;
-        return the last layer's normalised hidden states (n, t, hidden)."""
+        return the last layer's normalised hidden states (n, t, hidden).
+
+        A first chunk uses SDPA's causal kernel; otherwise (decoding, later chunks)
+        `grouped_scores` and a mask: on a CPU, SDPA with an explicit mask is several times
+        slower for these shapes."""
         n, t = ids.shape
         positions = starts[:, None] + torch.arange(t, device=self.device)  # (n, t)
         end = int(starts.max()) + t
         cos, sin = self.rotary(self.embed[:1], positions)  # (n, t, head_dim) each
         cos, sin = cos[:, None], sin[:, None]
-        # A query sees the keys at or before its own position in its own row.
-        mask = (torch.arange(end, device=self.device)[None, None, :]
-                <= positions[:, :, None])[:, None]  # (n, 1, t, end)
         rows = torch.arange(first, first + n, device=self.device)[:, None]
-        causal = t > 1 and int(starts.max()) == 0  # a first chunk: plain causal attention
+        causal = t > 1 and end == t  # a first chunk: plain causal attention
+        if not causal:  # a query sees the keys at or before its own position in its row
+            unseen = torch.arange(end, device=self.device) > positions[:, :, None]
         h = F.embedding(ids, self.embed)
-        q_size, kv_size = self.heads * self.head_dim, self.kv_heads * self.head_dim
         for block, keys, values in zip(self.blocks, self.keys, self.values):
-            x = _rms_norm(h, block.attn_norm, self.eps)
-            qkv = F.linear(x, block.qkv, block.qkv_bias)
-            q, k, v = qkv.split((q_size, kv_size, kv_size), dim=-1)
-            q = _rotate(q.view(n, t, self.heads, self.head_dim).transpose(1, 2), cos, sin)
-            k = _rotate(k.view(n, t, self.kv_heads, self.head_dim).transpose(1, 2), cos, sin)
+            q, k, v = self.project(block, h)
+            q, k = _rotate(q, cos, sin), _rotate(k, cos, sin)
             keys[rows, :, positions] = k.transpose(1, 2)  # (n, t, kv_heads, head_dim)
-            values[rows, :, positions] = v.view(n, t, self.kv_heads, self.head_dim)
-            attended = self._attend(q, keys[first:first + n, :, :end],
-                                    values[first:first + n, :, :end], mask, causal)
-            h = h + F.linear(attended.transpose(1, 2).reshape(n, t, q_size), block.out)
-            x = _rms_norm(h, block.mlp_norm, self.eps)
-            gate, up = F.linear(x, block.gate_up).chunk(2, dim=-1)
-            h = h + F.linear(F.silu(gate) * up, block.down)
+            values[rows, :, positions] = v.transpose(1, 2)
+            seen_keys = keys[first:first + n, :, :end]
+            seen_values = values[first:first + n, :, :end]
+            if causal:
+                attended = F.scaled_dot_product_attention(
+                    q, seen_keys, seen_values, is_causal=True,
+                    enable_gqa=self.kv_heads != self.heads)
+            else:
+                scores = grouped_scores(q, seen_keys, self.kv_heads)
+                scores = scores.masked_fill(unseen[:, None, None], float("-inf"))
+                attended = grouped_attend(scores.softmax(-1), seen_values)
+            h = self.finish(block, h, attended)
         return _rms_norm(h, self.norm, self.eps)
 
-    def _attend(self, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
-                mask: torch.Tensor, causal: bool) -> torch.Tensor:
-        """Attention of q (n, heads, t, d) over keys and values (n, kv_heads, end, d).
+    def project(self, block: Block, h: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The layer's queries (n, heads, t, d), keys and values (n, kv_heads, t, d) for
+        hidden states h (n, t, hidden), not yet rotated."""
+        n, t, _ = h.shape
+        x = _rms_norm(h, block.attn_norm, self.eps)
+        q_size, kv_size = self.heads * self.head_dim, self.kv_heads * self.head_dim
+        q, k, v = F.linear(x, block.qkv, block.qkv_bias).split((q_size, kv_size, kv_size),
+                                                               dim=-1)
+        return (q.view(n, t, self.heads, self.head_dim).transpose(1, 2),
+                k.view(n, t, self.kv_heads, self.head_dim).transpose(1, 2),
+                v.view(n, t, self.kv_heads, self.head_dim).transpose(1, 2))
 
-        A first chunk uses SDPA's causal kernel; otherwise (decoding, later chunks) two
-        matmuls with the query heads grouped by the key head they share: on a CPU, SDPA
-        with an explicit mask is several times slower for these shapes."""
-        if causal:
-            return F.scaled_dot_product_attention(q, keys, values, is_causal=True,
-                                                  enable_gqa=self.kv_heads != self.heads)
-        n, heads, t, d = q.shape
-        group = heads // self.kv_heads
-        grouped = q.reshape(n, self.kv_heads, group * t, d)
-        scores = (grouped @ keys.transpose(2, 3)).float() * (d ** -0.5)
-        scores = scores.view(n, self.kv_heads, group, t, -1).masked_fill(
-            ~mask[:, :, None], float("-inf"))
-        weights = scores.softmax(-1).to(values.dtype).view(n, self.kv_heads, group * t, -1)
-        return (weights @ values).view(n, heads, t, d)
+    def finish(self, block: Block, h: torch.Tensor, attended: torch.Tensor) -> torch.Tensor:
+        """h after the layer: plus the attention output (n, heads, t, d), then the MLP's."""
+        n, _, t, _ = attended.shape
+        h = h + F.linear(attended.transpose(1, 2).reshape(n, t, -1), block.out)
+        gate, up = F.linear(_rms_norm(h, block.mlp_norm, self.eps), block.gate_up).chunk(2, -1)
+        return h + F.linear(F.silu(gate) * up, block.down)
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return F.linear(hidden, self.lm_head).float()
+
+
+def grouped_scores(q: torch.Tensor, keys: torch.Tensor, kv_heads: int) -> torch.Tensor:
+    """Scaled attention scores in fp32, (n, kv_heads, group, t, keys), of queries
+    (n, heads, t, d) over keys (n, kv_heads, keys, d): the query heads that share a key head
+    are multiplied together, so keys are never repeated."""
+    n, heads, t, d = q.shape
+    grouped = q.reshape(n, kv_heads, heads // kv_heads * t, d)
+    scores = (grouped @ keys.transpose(2, 3)).float() * (d ** -0.5)
+    return scores.view(n, kv_heads, heads // kv_heads, t, -1)
+
+
+def grouped_attend(weights: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """The attention output (n, heads, t, d) for `grouped_scores`-shaped weights."""
+    n, kv_heads, group, t, _ = weights.shape
+    flat = weights.to(values.dtype).view(n, kv_heads, group * t, -1)
+    return (flat @ values).view(n, kv_heads * group, t, -1)
 
 
 def _rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
