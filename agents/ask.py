@@ -4,7 +4,7 @@ bear on the question, answer from those in a tight context, cite what was used."
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import ClassVar
+from typing import Any, ClassVar, Literal
 
 import anyio
 from pydantic import Field
@@ -12,6 +12,7 @@ from pydantic import Field
 from mempipe.agents.base import ReduceAgent
 from mempipe.engine.base import GLOBAL_TOKENS
 from mempipe.errors import UsageError
+from mempipe.memory import kv
 from mempipe.memory.query import phrases
 from mempipe.memory.store import Passage, Store
 from mempipe.pipes.answers import MAX_OPTIONS, asks_for_someone, names
@@ -19,8 +20,8 @@ from mempipe.pipes.context import Context
 from mempipe.pipes.item import Item
 from mempipe.pipes.relevance import focus
 
-SYSTEM = "You answer questions about a text briefly, using only the text."
-PROMPT = "Text: {text}\n\nQuestion: {question}\nAnswer in a few words."
+SYSTEM = kv.SYSTEM  # one framing for both tiers: memories are computed in it
+PROMPT = kv.prompt("{question}").replace(kv.MEMORIES, "{text}")
 PINNED_CHARS = 60    # a quotation in the question pins the evidence to its one sentence
 WIDE_CHARS = 400     # otherwise: a few sentences from each of the best passages
 WIDE_PASSAGES = 3
@@ -37,6 +38,9 @@ class Ask(ReduceAgent):
                               description="namespaces to recall from (comma-separated)")
     k: int = Field(default=5, ge=1, le=50, description="passages to recall")
     max_tokens: int = Field(default=128, ge=1, description="length of the answer, tokens")
+    tier: Literal["text", "kv"] = Field(
+        default="text", description="read recalled passages as text, or as the key/value "
+        "memories stored by remember --tier kv (no prefill)")
     stream_context: bool = Field(
         default=False, description="read the whole input in one pass, whatever its length "
         "(Λ-shaped attention over the last --budget tokens), instead of recalling from it")
@@ -55,13 +59,17 @@ class Ask(ReduceAgent):
             return
         if self.from_ is None and not ctx.scratch:
             raise UsageError("nothing to answer from")
-        contexts = await anyio.to_thread.run_sync(self._recall, ctx)
-        if not contexts:
+        if self.tier == "kv" and self.from_ is None:
+            raise UsageError("--tier kv reads a namespace's memories: name it with --from")
+        groups = await anyio.to_thread.run_sync(self._recall, ctx)
+        if not groups:
             raise UsageError(f"nothing in {self.from_ or 'the input'} bears on the question")
-        pinned = bool(phrases(self.question))
-        windows = sorted((focus(self.question, c, PINNED_CHARS if pinned else WIDE_CHARS)
-                          for c in contexts), key=lambda w: -(w.score or 0.0))
-        if pinned:
+        contexts = [joined(group) for _, group in groups]
+        if self.tier == "kv":
+            yield await self._from_memories(groups, contexts, ctx)
+            return
+        windows = best_windows(self.question, contexts)
+        if phrases(self.question):
             evidence = self._fit(windows[:1], ctx)
         else:  # what was piped in is read whole where it fits; memory adds what it lacks
             fits = sum(ctx.count_tokens([i.text for i in piped])) <= self._room(ctx) // 2
@@ -77,6 +85,51 @@ class Ask(ReduceAgent):
                                         max_tokens=self.max_tokens)
         sources = [{"source": w.source, "span": w.span} for w in evidence]
         yield Item.combined(answer, evidence, question=self.question, sources=sources)
+
+    async def _from_memories(self, groups: list[tuple[Store, list[Passage]]],
+                             contexts: list[Item], ctx: Context) -> Item:
+        """The answer read from the recalled passages' stored keys and values, best
+        groups first while they fit the budget. A passage with no memory, or a corrupt
+        one (warned), is read as text after them."""
+        engine = kv.engine_for_kv(ctx.engine)
+        model = await anyio.to_thread.run_sync(lambda: engine.fingerprint)
+        store = groups[0][0]
+        ids = [p.id for _, group in groups for p in group]
+        blobs, corrupt = await anyio.to_thread.run_sync(store.kv, ids)
+        if corrupt:
+            ctx.warn(f"{len(corrupt)} stored memories fail their checksum; their passages "
+                     "are read as text")
+        if not blobs and not corrupt:
+            raise UsageError(f"{self.from_} holds no key/value memories for these passages: "
+                             "remember it with --tier kv")
+        options = names_for(self.question, contexts)
+        room = self._room(ctx) - max(ctx.count_tokens(options), default=0)
+        memories: list[Any] = []
+        after: list[str] = []
+        used = 0
+        for _, group in groups:
+            loaded = [kv.load(blobs[p.id], model) if p.id in blobs else p.text for p in group]
+            size = sum(int(m.keys[0].shape[1]) for m in loaded if not isinstance(m, str))
+            size += sum(ctx.count_tokens([m for m in loaded if isinstance(m, str)]))
+            if used + size > room:
+                break
+            used += size
+            memories += [m for m in loaded if not isinstance(m, str)]
+            after += [m for m in loaded if isinstance(m, str)]
+        if not memories and not after:
+            raise UsageError(f"--budget {self.budget} leaves no room for any memory")
+        prompt = kv.prompt(self.question, "".join(after))
+        if not memories:  # every one was corrupt: the passages are read as text
+            prompt = prompt.replace(kv.MEMORIES, "")
+        if options:
+            scores = await ctx.choose(prompt, options, system=SYSTEM, memories=memories)
+            answer = options[max(range(len(options)), key=lambda i: scores[i])]
+        else:
+            answer = await ctx.generate(prompt, system=SYSTEM, max_tokens=self.max_tokens,
+                                        memories=memories)
+        sources = [{"source": c.source, "span": c.span} for c in contexts]
+        return Item.combined(answer, contexts, question=self.question, sources=sources,
+                             tier="kv")
 
     async def _read_whole(self, piped: list[Item], ctx: Context) -> Item:
         """The answer from the model reading all the input, no memory involved: it attends
@@ -109,7 +162,7 @@ class Ask(ReduceAgent):
             raise UsageError(f"--budget {self.budget} leaves no room for any evidence")
         return chosen
 
-    def _recall(self, ctx: Context) -> list[Item]:
+    def _recall(self, ctx: Context) -> list[tuple[Store, list[Passage]]]:
         """Recalled passages, each widened by the passages around it in its document."""
         found: list[tuple[Store, Passage]] = []
         if self.from_ is not None:
@@ -118,13 +171,33 @@ class Ask(ReduceAgent):
                                                        self.question, self.k)]
         if ctx.scratch:
             found += [(ctx.scratch.store, p) for p in ctx.scratch.recall(self.question, self.k)]
-        contexts, seen = [], set()
+        groups, seen = [], set()
         for store, passage in found:
             if (passage.namespace, passage.id) in seen:
                 continue
             around = store.neighbours(passage, 1, 1)
             seen.update((p.namespace, p.id) for p in around)
-            contexts.append(Item(text="".join(p.text for p in around), source=passage.source,
-                                 span=(around[0].span[0], around[-1].span[1]),
-                                 meta={"namespace": passage.namespace}))
-        return contexts
+            groups.append((store, around))
+        return groups
+
+
+def joined(passages: list[Passage]) -> Item:
+    first = passages[0]
+    return Item(text="".join(p.text for p in passages), source=first.source,
+                span=(first.span[0], passages[-1].span[1]), meta={"namespace": first.namespace})
+
+
+def best_windows(question: str, contexts: list[Item]) -> list[Item]:
+    """Each context focused to its sentences that bear on the question, best first: the
+    one quoted sentence when the question quotes, else a few sentences."""
+    chars = PINNED_CHARS if phrases(question) else WIDE_CHARS
+    return sorted((focus(question, c, chars) for c in contexts), key=lambda w: -(w.score or 0.0))
+
+
+def names_for(question: str, contexts: list[Item]) -> list[str]:
+    """The names `ask` chooses among for a who-question (none for another question): the
+    most mentioned in the best window (a quoted question) or the best few."""
+    if not asks_for_someone(question):
+        return []
+    windows = best_windows(question, contexts)[:1 if phrases(question) else WIDE_PASSAGES]
+    return names(" ".join(w.text for w in windows), question)[:MAX_OPTIONS]

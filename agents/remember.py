@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import anyio
 from pydantic import Field, field_validator
 
 from mempipe.agents.base import MapAgent
+from mempipe.errors import UsageError
 from mempipe.memory import Memory, Segmenter
+from mempipe.memory.kv import DEFAULT, Compression, engine_for_kv
 from mempipe.memory.scratch import NAMESPACE as SCRATCH
 from mempipe.memory.segment import PASSAGE_TOKENS
 from mempipe.memory.store import check_namespace
@@ -28,6 +30,20 @@ class Remember(MapAgent):
     gamma: float = Field(default=1.0, gt=0, description="episode boundary: mean + gamma*std")
     tokens: int = Field(default=PASSAGE_TOKENS, ge=8, le=256,
                         description="largest passage, in embedder tokens")
+    tier: Literal["text", "kv"] = Field(
+        default="text", description="kv: also store each passage's keys and values "
+        "(tier 2), for ask --tier kv")
+    kv: str = Field(default=DEFAULT.name,
+                    description="how key/value memories are kept: fp16|int8|int4-"
+                    "<N>of128-all|half (bits, tokens kept per 128, layers)")
+
+    @field_validator("kv")
+    @classmethod
+    def _valid_setting(cls, value: str) -> str:
+        try:
+            return Compression.parse(value).name
+        except UsageError as exc:
+            raise ValueError(str(exc)) from None
 
     @field_validator("into")
     @classmethod
@@ -45,4 +61,25 @@ class Remember(MapAgent):
                 lambda: Memory(self.into).remember(item, segmenter=segmenter))
         finally:
             task.done()
+        if self.tier == "kv":
+            await self._encode(ctx)
         return [item]
+
+    async def _encode(self, ctx: Context) -> None:
+        """The namespace's passages that lack a key/value memory get one."""
+        task, done = None, 0
+
+        def progress(count: int, total: int) -> None:
+            nonlocal task, done
+            if task is None:
+                task = ctx.progress.task(f"remember: key/value memories of {self.into}", total)
+            task.advance(count - done)
+            done = count
+
+        engine = engine_for_kv(ctx.engine)
+        try:
+            await anyio.to_thread.run_sync(lambda: Memory(self.into).encode_kv(
+                engine, self.kv, progress))
+        finally:
+            if task is not None:
+                task.done()

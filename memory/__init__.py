@@ -6,13 +6,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from mempipe.memory.segment import Segmenter
 from mempipe.memory.store import Passage, Store, check_namespace
 from mempipe.pipes.item import Item
 
 __all__ = ["Memory", "Passage", "Segmenter", "Store"]
+
+KV_BATCH = 32  # passages computed and stored together
 
 
 class Memory:
@@ -36,6 +39,29 @@ class Memory:
                 spans = segmenter.spans(item.text, self.store.embedder.count_tokens)
                 added += self.store.add(self.namespace, item, spans)
         return added
+
+    def encode_kv(self, engine: Any = None, setting: str | None = None,
+                  progress: Callable[[int, int], None] | None = None) -> int:
+        """Compute, compress and store the key/value memory (tier 2, memory/kv.py) of
+        every passage that has none from this model in this setting (default
+        `kv.DEFAULT`). Each batch is stored in one transaction. Returns the memories
+        stored."""
+        from mempipe.engine import get_engine
+        from mempipe.memory import kv
+
+        engine = kv.engine_for_kv(engine or get_engine())
+        chosen = kv.Compression.parse(setting) if setting else kv.DEFAULT
+        model = engine.fingerprint
+        todo = self.store.without_kv(self.namespace, model, chosen.name)
+        stored = 0
+        for start in range(0, len(todo), KV_BATCH):
+            part = todo[start:start + KV_BATCH]
+            states = engine.read_passages(kv.framing(), [p.text for p in part])
+            stored += self.store.add_kv({p.id: kv.compress(state, chosen, model)
+                                         for p, state in zip(part, states)})
+            if progress is not None:
+                progress(start + len(part), len(todo))
+        return stored
 
     def recall(self, query: str, k: int = 5) -> list[Passage]:
         """The `k` passages that best answer `query`, best first."""

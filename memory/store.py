@@ -77,7 +77,15 @@ def _m001_initial(db: sqlite_utils.Database) -> None:
                          foreign_keys=[("passage", "passages", "id")])
 
 
-MIGRATIONS = [_m001_initial]  # append, never edit
+def _m002_kv(db: sqlite_utils.Database) -> None:
+    """Tier 2: one blob of keys and values per passage (memory/kv.py), with the weights
+    and setting it was computed with and a checksum of its bytes."""
+    db["kv"].create({"passage": int, "model": str, "setting": str, "tokens": int,
+                     "bytes": int, "checksum": str, "blob": bytes}, pk="passage",
+                    foreign_keys=[("passage", "passages", "id")])
+
+
+MIGRATIONS = [_m001_initial, _m002_kv]  # append, never edit
 
 
 def check_namespace(name: str) -> str:
@@ -171,9 +179,58 @@ class Store:
         passages = f"select id from passages where document in ({docs})"
         count = self.db.execute(f"select count(*) from ({passages})", params).fetchone()[0]
         self.db.execute(f"delete from vectors where passage in ({passages})", params)
+        self.db.execute(f"delete from kv where passage in ({passages})", params)
         self.db.execute(f"delete from passages where document in ({docs})", params)
         self.db.execute(f"delete from documents where {where}", params)
         return count
+
+    # -- key/value memories (tier 2) ----------------------------------------------------
+
+    def without_kv(self, namespace: str, model: str, setting: str) -> list[Passage]:
+        """The passages of `namespace` with no memory from `model` in `setting`."""
+        self.existing(namespace)
+        rows = self.db.query(
+            "select p.* from passages p left join kv on kv.passage = p.id "
+            "and kv.model = ? and kv.setting = ? where p.namespace = ? and kv.passage is null "
+            "order by p.id", [model, setting, namespace])
+        return [_passage(r) for r in rows]
+
+    def add_kv(self, blobs: dict[int, bytes]) -> int:
+        """Store each passage's memory blob (replacing an older one), all in one
+        transaction; passages deleted meanwhile are skipped. Returns the blobs stored."""
+        from mempipe.memory.kv import metadata
+
+        rows = []
+        for passage, blob in blobs.items():
+            meta = metadata(blob)
+            rows.append([passage, meta["model"], meta["setting"], int(meta["tokens"]),
+                         len(blob), hashlib.sha256(blob).hexdigest(), blob])
+        with write(self.db):
+            alive = {r[0] for r in self.db.execute(
+                f"select id from passages where id in ({','.join('?' * len(rows))})",
+                [r[0] for r in rows]).fetchall()} if rows else set()
+            for row in rows:
+                if row[0] in alive:
+                    self.db.execute("insert or replace into kv (passage, model, setting, "
+                                    "tokens, bytes, checksum, blob) values (?,?,?,?,?,?,?)",
+                                    row)
+        return len(alive)
+
+    def kv(self, ids: list[int]) -> tuple[dict[int, bytes], list[int]]:
+        """The stored memory blobs of passages `ids` whose bytes match their checksum,
+        and the ids whose blob is corrupt."""
+        if not ids:
+            return {}, []
+        rows = self.db.execute(
+            f"select passage, checksum, blob from kv where passage in "
+            f"({','.join('?' * len(ids))})", ids).fetchall()
+        good, corrupt = {}, []
+        for passage, checksum, blob in rows:
+            if hashlib.sha256(blob).hexdigest() == checksum:
+                good[passage] = blob
+            else:
+                corrupt.append(passage)
+        return good, corrupt
 
     # -- reading -------------------------------------------------------------------------
 
@@ -223,15 +280,28 @@ class Store:
             "select distinct namespace from documents order by namespace").fetchall()]
 
     def stats(self, namespace: str | None = None) -> list[dict]:
-        """Per namespace: documents, passages, characters, recalls, last written."""
+        """Per namespace: documents, passages, characters, recalls, last written; and for
+        tier 2, the passages with a memory, its tokens and bytes, bytes per token for the
+        text and the memories (over the passages that have one), and the settings."""
         where, params = ("where d.namespace = ?", [namespace]) if namespace else ("", [])
         if namespace:
             self.existing(namespace)
-        return list(self.db.query(
+        rows = list(self.db.query(
             "select d.namespace, count(distinct d.id) as documents, count(p.id) as passages, "
             "sum(length(p.text)) as chars, sum(p.recalls) as recalls, "
-            f"max(d.created) as updated from documents d join passages p on p.document = d.id "
-            f"{where} group by d.namespace order by d.namespace", params))
+            "count(kv.passage) as kv_passages, coalesce(sum(kv.tokens), 0) as kv_tokens, "
+            "coalesce(sum(kv.bytes), 0) as kv_bytes, "
+            "sum(case when kv.passage is null then 0 else length(cast(p.text as blob)) end) "
+            "as kv_text_bytes, group_concat(distinct kv.setting) as kv_settings, "
+            "max(d.created) as updated from documents d join passages p on p.document = d.id "
+            f"left join kv on kv.passage = p.id {where} group by d.namespace "
+            "order by d.namespace", params))
+        for row in rows:
+            tokens, text_bytes = row.pop("kv_tokens"), row.pop("kv_text_bytes") or 0
+            row["text_bytes_per_token"] = round(text_bytes / tokens, 1) if tokens else None
+            row["kv_bytes_per_token"] = round(row["kv_bytes"] / tokens, 1) if tokens else None
+            row["updated"] = row.pop("updated")
+        return rows
 
     def _bm25(self, namespaces: list[str], expression: str | None) -> list[int]:
         if expression is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 
@@ -60,10 +60,10 @@ class Context:
 
     async def generate(self, prompt: str, *, system: str | None = None, max_tokens: int = 256,
                        temperature: float = 0.0, stop: Sequence[str] = (),
-                       window: int | None = None) -> str:
+                       window: int | None = None, memories: Sequence[Any] = ()) -> str:
         """The model's reply to `prompt`, within this agent's budget (refused if over).
         With `window`, a prompt of any length is read with Λ-shaped attention, its
-        progress shown."""
+        progress shown; `memories` (tier 2) go where the prompt holds `MEMORIES`."""
         task: Task | None = None
         done = 0
 
@@ -77,7 +77,8 @@ class Context:
         request = GenerationRequest(messages=_messages(prompt, system), max_tokens=max_tokens,
                                     temperature=temperature, stop=list(stop),
                                     budget=self.budget, agent=self.stats.name, window=window,
-                                    progress=progress if window is not None else None)
+                                    progress=progress if window is not None else None,
+                                    memories=list(memories))
         try:
             result = await self.engine.generate(request)
         finally:
@@ -93,17 +94,19 @@ class Context:
                                      seconds=result.seconds))
         return result.text
 
-    async def choose(self, prompt: str, options: list[str], *,
-                     system: str | None = None) -> list[float]:
+    async def choose(self, prompt: str, options: list[str], *, system: str | None = None,
+                     memories: Sequence[Any] = ()) -> list[float]:
         """How strongly the model would reply each option to `prompt` (mean log-probability
-        of its tokens), within this agent's budget."""
+        of its tokens), within this agent's budget; `memories` as for `generate`."""
         messages = _messages(prompt, system)
         longest = max(self.count_tokens(options), default=0)
-        needed = self.engine.prompt_tokens(messages) + longest
+        held = sum(int(m.keys[0].shape[1]) for m in memories)  # the cache slots they take
+        needed = self.engine.prompt_tokens(messages) + held + longest
         if needed > self.budget:
             raise BudgetExceeded(f"{self.stats.name}: prompt and options take {needed} "
                                  f"tokens, over its budget of {self.budget}")
-        scores = await anyio.to_thread.run_sync(self.engine.score, messages, options)
+        scores = await anyio.to_thread.run_sync(self.engine.score, messages, options,
+                                                list(memories))
         self.stats.calls += 1
         self.stats.tokens_in += needed
         best = options[max(range(len(options)), key=lambda i: scores[i])] if options else ""

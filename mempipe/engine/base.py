@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, Field
 
 from mempipe.config import DEFAULT_BUDGET
 
 GLOBAL_TOKENS = 10  # Λ-shaped attention: the first tokens every query sees (LM-Infinite)
+MEMORIES = "<|mempipe:memories|>"  # where a prompt's key/value memories go (tier 2)
 
 
 class Message(BaseModel):
@@ -32,6 +33,9 @@ class GenerationRequest(BaseModel):
     # the last `window`; None reads it whole, within the model's positions.
     window: int | None = Field(default=None, ge=64)
     progress: Callable[[int, int], None] | None = Field(default=None, exclude=True)
+    # Tier 2: KVMemory objects put where the prompt holds `MEMORIES`, read
+    # without a prefill.
+    memories: list[Any] = Field(default_factory=list, exclude=True)
     stop: list[str] = Field(default_factory=list)
     budget: int = DEFAULT_BUDGET
     agent: str = "?"
@@ -69,9 +73,11 @@ class Engine(Protocol):
         """The completion as pieces of text, each as soon as it is decoded."""
         ...
 
-    def score(self, messages: list[Message], options: list[str]) -> list[float]:
+    def score(self, messages: list[Message], options: list[str],
+              memories: list[Any] | None = None) -> list[float]:
         """For each option, the mean log-probability of its tokens as the reply to
-        `messages`: how the model would choose among answers it did not write."""
+        `messages` (with `memories` where they hold `MEMORIES`): how the model would
+        choose among answers it did not write."""
         ...
 
     def surprise(self, text: str) -> list[tuple[int, int, float]]:

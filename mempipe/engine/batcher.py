@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from mempipe.engine.base import GenerationRequest
-from mempipe.engine.llama import LlamaRunner
+from mempipe.engine.llama import LlamaRunner, Prefix
 
 PREFILL_TOKENS = int(os.environ.get("MEMPIPE_PREFILL_TOKENS", "2048"))  # per forward call
 
@@ -28,6 +28,7 @@ class Sequence:
 
     request: GenerationRequest
     prompt: list[int]
+    prefix: Prefix | None = None  # memories put in the cache before the prompt
     tokens: list[int] = field(default_factory=list)
     finish: str | None = None  # "stop", "length", "cancelled" or "error"
     error: BaseException | None = None
@@ -40,10 +41,20 @@ class Sequence:
         return self.finish is not None
 
     @property
+    def offset(self) -> int:
+        """Cache slots the prefix takes before the prompt."""
+        return self.prefix.slots if self.prefix is not None else 0
+
+    @property
     def cached(self) -> int:
-        """Positions of this sequence held in the cache: the prompt, then every generated
-        token but the newest, which the next step feeds in."""
-        return len(self.prompt) + max(0, len(self.tokens) - 1)
+        """Slots of this sequence held in the cache: the prefix, the prompt, then every
+        generated token but the newest, which the next step feeds in."""
+        return self.offset + len(self.prompt) + max(0, len(self.tokens) - 1)
+
+    @property
+    def slots(self) -> int:
+        """The most slots it can need."""
+        return self.offset + len(self.prompt) + self.request.max_tokens
 
     @staticmethod
     def generator_for(request: GenerationRequest, device: torch.device) -> torch.Generator | None:
@@ -131,8 +142,7 @@ class Batcher:
             if sequence.done:  # cancelled before it joined
                 self.waiting.popleft()
                 continue
-            positions = max(self.runner.capacity,
-                            len(sequence.prompt) + sequence.request.max_tokens)
+            positions = max(self.runner.capacity, sequence.slots)
             rows = len(self.running) + 1
             if self.running and rows * positions * per_position > self.cache_bytes:
                 break
@@ -142,7 +152,7 @@ class Batcher:
             # Longest prompt first, so each prefill chunk covers a run of rows from the top.
             joining.sort(key=lambda s: -len(s.prompt))
             self.running[len(self.running) - len(joining):] = joining
-            needed = max(len(s.prompt) + s.request.max_tokens for s in self.running)
+            needed = max(s.slots for s in self.running)
             self.runner.reserve(min(self.max_rows, _power_of_two(len(self.running))), needed)
         return joining
 
@@ -159,13 +169,15 @@ class Batcher:
         PREFILL_TOKENS tokens, each row's last position giving its first token."""
         device, longest = self.runner.device, len(sequences[0].prompt)
         width = max(1, PREFILL_TOKENS // len(sequences))
+        for i, sequence in enumerate(sequences):
+            self.runner.inject(first + i, sequence.prefix)
         last: dict[int, torch.Tensor] = {}
         for start in range(0, longest, width):
             rows = [s for s in sequences if len(s.prompt) > start]
             chunk = [s.prompt[start:start + width] for s in rows]
             size = len(chunk[0])
             ids = torch.tensor([c + [0] * (size - len(c)) for c in chunk], device=device)
-            starts = torch.full((len(rows),), start, device=device)
+            starts = torch.tensor([s.offset + start for s in rows], device=device)
             hidden = self.runner.forward(first, ids, starts)
             for i, s in enumerate(rows):
                 if len(s.prompt) <= start + size:

@@ -9,6 +9,7 @@ them."""
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +31,25 @@ class Block:
     mlp_norm: torch.Tensor
     gate_up: torch.Tensor
     down: torch.Tensor
+
+
+@dataclass
+class Prefix:
+    """Keys (rotated to where they sit) and values put in a row's cache instead of being
+    computed there: a chat framing's head, then recalled memories (tier 2). Per layer,
+    (kv_heads, slots, head_dim). The memories take slots head..slots but stand for
+    `span - head` positions of text (sparse memories keep fewer tokens than they read), and
+    only the first `layers` layers see them."""
+
+    keys: list[torch.Tensor]
+    values: list[torch.Tensor]
+    head: int
+    span: int
+    layers: int
+
+    @property
+    def slots(self) -> int:
+        return int(self.keys[0].shape[1])
 
 
 def supports(model: Any) -> bool:
@@ -91,6 +111,13 @@ class LlamaRunner:
         self.keys: list[torch.Tensor] = []
         self.values: list[torch.Tensor] = []
         self.rows, self.capacity = 0, 0
+        self._no_rows()
+
+    def private(self) -> LlamaRunner:
+        """The same weights over a cache of its own, for reading outside the batch."""
+        other = copy.copy(self)
+        other.release()
+        return other
 
     # -- the cache -----------------------------------------------------------------------
     @property
@@ -114,6 +141,11 @@ class LlamaRunner:
                     cache[i] = grown
                 else:
                     cache.append(grown)
+        for name in ("shift", "memory_start", "memory_end", "memory_layers"):
+            grown = torch.zeros(rows, dtype=torch.long, device=self.device)
+            grown[:self.rows] = getattr(self, name)
+            setattr(self, name, grown)
+        self.memory_layers[self.rows:] = len(self.blocks)
         self.rows, self.capacity = rows, positions
 
     def move(self, source: int, target: int, length: int) -> None:
@@ -121,9 +153,35 @@ class LlamaRunner:
         for cache in (self.keys, self.values):
             for layer in cache:
                 layer[target, :, :length] = layer[source, :, :length]
+        for row in (self.shift, self.memory_start, self.memory_end, self.memory_layers):
+            row[target] = row[source]
 
     def release(self) -> None:
         self.keys, self.values, self.rows, self.capacity = [], [], 0, 0
+        self._no_rows()
+
+    def _no_rows(self) -> None:
+        # Per row: what its RoPE positions add to its cache slots (a sparse memory holds
+        # fewer slots than the positions it stands for), and its memories' slots with the
+        # number of layers that see them.
+        empty = torch.zeros(0, dtype=torch.long, device=self.device)
+        self.shift, self.memory_start, self.memory_end, self.memory_layers = (
+            empty, empty, empty, empty)
+
+    def inject(self, row: int, prefix: Prefix | None) -> int:
+        """Start `row` with `prefix` in its cache (None: empty); the slots it fills."""
+        if prefix is None:
+            self.shift[row], self.memory_start[row], self.memory_end[row] = 0, 0, 0
+            self.memory_layers[row] = len(self.blocks)
+            return 0
+        slots = prefix.slots
+        for keys, values, k, v in zip(self.keys, self.values, prefix.keys, prefix.values):
+            keys[row, :, :slots] = k
+            values[row, :, :slots] = v
+        self.shift[row] = prefix.span - slots
+        self.memory_start[row], self.memory_end[row] = prefix.head, slots
+        self.memory_layers[row] = prefix.layers
+        return slots
 
     # -- the forward pass ----------------------------------------------------------------
     def forward(self, first: int, ids: torch.Tensor, starts: torch.Tensor) -> torch.Tensor:
@@ -134,16 +192,18 @@ class LlamaRunner:
         `grouped_scores` and a mask: on a CPU, SDPA with an explicit mask is several times
         slower for these shapes."""
         n, t = ids.shape
-        positions = starts[:, None] + torch.arange(t, device=self.device)  # (n, t)
+        positions = starts[:, None] + torch.arange(t, device=self.device)  # (n, t) slots
         end = int(starts.max()) + t
-        cos, sin = self.rotary(self.embed[:1], positions)  # (n, t, head_dim) each
+        shift = self.shift[first:first + n, None]
+        cos, sin = self.rotary(self.embed[:1], positions + shift)  # (n, t, head_dim) each
         cos, sin = cos[:, None], sin[:, None]
         rows = torch.arange(first, first + n, device=self.device)[:, None]
         causal = t > 1 and end == t  # a first chunk: plain causal attention
         if not causal:  # a query sees the keys at or before its own position in its row
             unseen = torch.arange(end, device=self.device) > positions[:, :, None]
+            hidden_from = self._memories_hidden(first, n, end)
         h = F.embedding(ids, self.embed)
-        for block, keys, values in zip(self.blocks, self.keys, self.values):
+        for i, (block, keys, values) in enumerate(zip(self.blocks, self.keys, self.values)):
             q, k, v = self.project(block, h)
             q, k = _rotate(q, cos, sin), _rotate(k, cos, sin)
             keys[rows, :, positions] = k.transpose(1, 2)  # (n, t, kv_heads, head_dim)
@@ -155,11 +215,53 @@ class LlamaRunner:
                     q, seen_keys, seen_values, is_causal=True,
                     enable_gqa=self.kv_heads != self.heads)
             else:
+                mask = unseen if hidden_from is None else unseen | hidden_from(i)
                 scores = grouped_scores(q, seen_keys, self.kv_heads)
-                scores = scores.masked_fill(unseen[:, None, None], float("-inf"))
+                scores = scores.masked_fill(mask[:, None, None], float("-inf"))
                 attended = grouped_attend(scores.softmax(-1), seen_values)
             h = self.finish(block, h, attended)
         return _rms_norm(h, self.norm, self.eps)
+
+    def _memories_hidden(self, first: int, n: int, end: int) -> Any:
+        """None when every row's memories reach every layer; else, for a layer, the mask
+        (n, 1, end) of the memory slots that layer does not see."""
+        layers = self.memory_layers[first:first + n]
+        if bool((layers >= len(self.blocks)).all()):
+            return None
+        slot = torch.arange(end, device=self.device)
+        inside = ((slot >= self.memory_start[first:first + n, None])
+                  & (slot < self.memory_end[first:first + n, None]))  # (n, end)
+        return lambda layer: (inside & (layer >= layers)[:, None])[:, None]
+
+    def encode(self, ids: torch.Tensor, lengths: torch.Tensor, since: int
+               ) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor]:
+        """Read `ids` (n, t), right-padded to `lengths`, from position 0 without a cache.
+        Per layer: keys before rotation and values (n, kv_heads, t, d); and the attention
+        every key received from the real queries at positions since.. (n, layers, kv_heads,
+        t), summed over them and over the query heads sharing its key head."""
+        n, t = ids.shape
+        steps = torch.arange(t, device=self.device)
+        cos, sin = self.rotary(self.embed[:1], steps.expand(n, t))
+        cos, sin = cos[:, None], sin[:, None]
+        future = steps[None, :] > steps[:, None]  # (queries, keys)
+        asking = ((steps >= since)[None] & (steps[None] < lengths[:, None])).float()
+        h = F.embedding(ids, self.embed)
+        keys, values, received = [], [], []
+        for block in self.blocks:
+            q, k, v = self.project(block, h)
+            keys.append(k)
+            values.append(v)
+            scores = grouped_scores(_rotate(q, cos, sin), _rotate(k, cos, sin), self.kv_heads)
+            weights = scores.masked_fill(future, float("-inf")).softmax(-1)
+            received.append(torch.einsum("nhgqk,nq->nhk", weights, asking))
+            h = self.finish(block, h, grouped_attend(weights, v))
+        return keys, values, torch.stack(received, 1)
+
+    def rotate(self, keys: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """Keys (..., t, d) rotated at `positions` (..., t)."""
+        cos, sin = self.rotary(self.embed[:1], positions.reshape(1, -1))
+        shape = (*positions.shape, -1)
+        return _rotate(keys, cos.view(shape).to(keys.dtype), sin.view(shape).to(keys.dtype))
 
     def project(self, block: Block, h: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """The layer's queries (n, heads, t, d), keys and values (n, kv_heads, t, d) for

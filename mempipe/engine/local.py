@@ -17,7 +17,13 @@ from typing import Any
 import anyio
 
 from mempipe.engine import torch_thread
-from mempipe.engine.base import GLOBAL_TOKENS, Generation, GenerationRequest, Message
+from mempipe.engine.base import (
+    GLOBAL_TOKENS,
+    MEMORIES,
+    Generation,
+    GenerationRequest,
+    Message,
+)
 from mempipe.errors import BudgetExceeded, ModelError
 
 DTYPES = ("float32", "bfloat16", "float16")
@@ -34,6 +40,8 @@ class LocalEngine:
     _batcher: Any = None
     _load_lock: threading.Lock = field(default_factory=threading.Lock)
     _step_locks: Any = field(default_factory=weakref.WeakKeyDictionary)
+    _heads: dict[tuple[int, ...], Any] = field(default_factory=dict)
+    _fingerprint: str | None = None
 
     # -- loading -----------------------------------------------------------------------
     @property
@@ -93,14 +101,26 @@ class LocalEngine:
         encoded = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
         return [len(ids) for ids in encoded]
 
-    def _prompt_ids(self, messages: list[Message]) -> list[int]:
+    def _prompt_text(self, messages: list[Message]) -> str:
         tokenizer = self.tokenizer
         chat = [m.model_dump() for m in messages]
         if tokenizer.chat_template:
-            text = tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
-        else:  # a base model: plain text, one message after another
-            text = "\n\n".join(m["content"] for m in chat) + "\n\n"
-        return tokenizer(text, add_special_tokens=False)["input_ids"]
+            return tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
+        return "\n\n".join(m["content"] for m in chat) + "\n\n"  # a base model
+
+    def _prompt_ids(self, messages: list[Message]) -> list[int]:
+        return self._ids(self._prompt_text(messages))
+
+    def _ids(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def _split(self, messages: list[Message]) -> tuple[list[int], list[int]]:
+        """The prompt's tokens before and after its one `MEMORIES` mark."""
+        text = self._prompt_text(messages)
+        if text.count(MEMORIES) != 1:
+            raise ModelError(f"a prompt with memories must hold {MEMORIES} exactly once")
+        head, tail = text.split(MEMORIES)
+        return self._ids(head), self._ids(tail)
 
     def prompt_tokens(self, messages: list[Message]) -> int:
         return len(self._prompt_ids(messages))
@@ -129,30 +149,68 @@ class LocalEngine:
                 self._batcher = Batcher(LlamaRunner(model), tokenizer, _eos_ids(model, tokenizer),
                                         max_rows=rows, cache_bytes=int(gib * 2**30))
 
-    def _checked_ids(self, request: GenerationRequest) -> list[int]:
-        """The request's prompt tokens, or the reason it cannot run."""
-        ids = self._prompt_ids(request.messages)
-        attended = len(ids) if request.window is None else min(len(ids),
-                                                               request.window + GLOBAL_TOKENS)
+    def _checked_ids(self, request: GenerationRequest, prefix: Any = None) -> list[int]:
+        """The request's prompt tokens (after its prefix, if any), or the reason it cannot
+        run. A prefix's slots count as attended, the positions it stands for as used."""
+        ids = self._prompt_ids(request.messages) if prefix is None else prefix[1]
+        slots, span = (0, 0) if prefix is None else (prefix[0].slots, prefix[0].span)
+        attended = slots + (len(ids) if request.window is None
+                            else min(len(ids), request.window + GLOBAL_TOKENS))
         if attended + request.max_tokens > request.budget:
             raise BudgetExceeded(
                 f"{request.agent}: prompt of {attended} tokens + {request.max_tokens} to "
                 f"generate exceeds its budget of {request.budget} tokens"
             )
-        if request.window is None and len(ids) + request.max_tokens > self.max_positions:
+        used = span + len(ids) + request.max_tokens
+        if request.window is None and used > self.max_positions:
             raise BudgetExceeded(
-                f"{request.agent}: {len(ids)} prompt tokens + {request.max_tokens} to "
+                f"{request.agent}: {span + len(ids)} prompt tokens + {request.max_tokens} to "
                 f"generate exceed the model's {self.max_positions} positions"
             )
         return ids
 
-    def _admit(self, request: GenerationRequest) -> Any:
+    async def _admit(self, request: GenerationRequest) -> Any:
         """A sequence for `request`, queued to join the batch."""
         from mempipe.engine.batcher import Sequence
 
-        sequence = Sequence(request, self._checked_ids(request))
+        prefix = None
+        if request.memories:
+            prefix = await torch_thread.run_async(self._prefix, request.messages,
+                                                  request.memories)
+        ids = self._checked_ids(request, prefix)
+        sequence = Sequence(request, ids, prefix=prefix[0] if prefix else None)
         self.batcher.submit(sequence)
         return sequence
+
+    # -- memories (tier 2) -------------------------------------------------------------
+    @property
+    def fingerprint(self) -> str:
+        """The weights' identity: memories encoded with other weights are refused."""
+        if self._fingerprint is None:
+            from mempipe.engine.memories import fingerprint
+
+            runner = self.batcher.runner
+            self._fingerprint = torch_thread.run(fingerprint, runner)
+        return self._fingerprint
+
+    def read_passages(self, messages: list[Message], passages: list[str]) -> list[Any]:
+        """The attention state (`memories.PassageState`) each passage leaves when read
+        where `messages` hold `MEMORIES`, each on its own."""
+        from mempipe.engine.memories import read_passages
+
+        head, _ = self._split(messages)
+        ids = [self._ids(p) or [self.tokenizer.eos_token_id] for p in passages]
+        return torch_thread.run(read_passages, self.batcher.runner, head, ids)
+
+    def _prefix(self, messages: list[Message], memories: list[Any]) -> tuple[Any, list[int]]:
+        """The cache prefix for `memories` in `messages`, and the tokens read after it."""
+        from mempipe.engine.memories import build_prefix, read_head
+
+        head, tail = self._split(messages)
+        runner = self.batcher.runner
+        if tuple(head) not in self._heads:
+            self._heads[tuple(head)] = read_head(runner, head)
+        return build_prefix(runner, self._heads[tuple(head)], memories), tail
 
     async def _advance(self, sequence: Any) -> None:
         """Return once `sequence` has a new token or is done. Whoever waits runs the next
@@ -168,7 +226,7 @@ class LocalEngine:
     async def generate(self, request: GenerationRequest) -> Generation:
         if request.window is not None:
             return await self._generate_windowed(request)
-        sequence = self._admit(request)
+        sequence = await self._admit(request)
         try:
             while not sequence.done:
                 await self._advance(sequence)
@@ -188,7 +246,7 @@ class LocalEngine:
         if request.window is not None:  # read in one pass, then written at once
             yield (await self._generate_windowed(request)).text
             return
-        sequence = self._admit(request)
+        sequence = await self._admit(request)
         held = max((len(stop) for stop in request.stop), default=1) - 1
         sent = ""
         try:
@@ -210,6 +268,8 @@ class LocalEngine:
         from mempipe.engine.batcher import Sequence, choose_token
         from mempipe.engine.lambda_attention import LambdaReader
 
+        if request.memories:
+            raise ModelError("a request reads either memories or a window, not both")
         sequence = Sequence(request, self._checked_ids(request))
         # No distance beyond the positions the model was trained on.
         reader = LambdaReader(self.batcher.runner, min(request.window, self.max_positions))
@@ -237,24 +297,37 @@ class LocalEngine:
         return self._result(sequence)
 
     # -- reading without generating -------------------------------------------------------
-    def score(self, messages: list[Message], options: list[str]) -> list[float]:
-        return torch_thread.run(self._score, messages, options)
+    def score(self, messages: list[Message], options: list[str],
+              memories: list[Any] | None = None) -> list[float]:
+        return torch_thread.run(self._score, messages, options, memories or [])
 
-    def _score(self, messages: list[Message], options: list[str]) -> list[float]:
+    def _score(self, messages: list[Message], options: list[str],
+               memories: list[Any]) -> list[float]:
+        """The prompt (after the memories' prefix, if any) read once in a cache of its
+        own and copied to one row per option; each option token's log-probability."""
         import torch
 
         if not options:
             return []
-        prompt = self._prompt_ids(messages)
-        rows = [self.tokenizer(o, add_special_tokens=False)["input_ids"] or [0]
-                for o in options]
+        prefix, prompt = (None, self._prompt_ids(messages)) if not memories else \
+            self._prefix(messages, memories)
+        rows = [self._ids(o) or [0] for o in options]
         longest = max(len(r) for r in rows)
-        pad = self.tokenizer.pad_token_id
-        ids = torch.tensor([prompt + r + [pad] * (longest - len(r)) for r in rows],
-                           device=self.model.device)  # (options, prompt + longest)
+        runner = self.batcher.runner.private()
+        read = prefix.slots if prefix is not None else 0
+        runner.reserve(len(rows), read + len(prompt) + longest)
+        runner.inject(0, prefix)
+        device = runner.device
         with torch.inference_mode():
-            logits = self.model(input_ids=ids).logits[:, len(prompt) - 1:-1].float()
-        logp = logits.log_softmax(-1)  # (options, longest, vocab): the reply's positions
+            first = runner.forward(0, torch.tensor([prompt], device=device),
+                                   torch.tensor([read], device=device))[:, -1:]
+            for i in range(1, len(rows)):
+                runner.move(0, i, read + len(prompt))
+            ids = torch.tensor([r + [0] * (longest - len(r)) for r in rows], device=device)
+            hidden = runner.forward(0, ids, torch.full((len(rows),), read + len(prompt),
+                                                       device=device))
+            hidden = torch.cat([first.expand(len(rows), -1, -1), hidden[:, :-1]], dim=1)
+            logp = runner.logits(hidden).log_softmax(-1)  # (options, longest, vocab)
         scores = []
         for i, row in enumerate(rows):
             picked = logp[i, torch.arange(len(row)), torch.tensor(row)]

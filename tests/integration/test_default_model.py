@@ -121,3 +121,32 @@ def test_cli_reads_an_input_longer_than_the_model_in_one_pass(home: Path) -> Non
     answer = json.loads(result.stdout)
     assert "71432" in answer["text"], answer["text"]
     assert answer["meta"]["sources"] == [{"source": "-", "span": [0, len(text)]}]
+
+
+def test_cli_answers_from_key_value_memories(home: Path) -> None:
+    """Tier 2 end to end: remember with --tier kv, then ask reading the stored keys and
+    values (no prefill of the passages)."""
+    stored = mempipe(f"read {ALICE} | remember --into alice-kv --tier kv")
+    assert stored.returncode == 0, stored.stderr
+    [stats] = [json.loads(line) for line in
+               mempipe("memory", "stats", "alice-kv", "--json").stdout.splitlines()]
+    assert stats["kv_passages"] == stats["passages"] > 300, stats
+    result = mempipe("--json", "ask 'Who said \"Off with her head\"?' --from alice-kv --tier kv")
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    assert "queen" in answer["text"].lower() and answer["meta"]["tier"] == "kv", answer
+
+
+def test_who_said_accuracy_on_alice_from_key_value_memories(home: Path) -> None:
+    """The Alice who-said set read from stored memories (bench/kv_memory.py measures it
+    beside text)."""
+    from bench.whosaid import correct
+
+    text = ALICE.read_text()
+    memory = Memory("alice-kv-qa")
+    memory.remember(Item(text=text, source=str(ALICE), span=(0, len(text))))
+    assert memory.encode_kv() == len(memory.passages())
+    questions = [json.loads(line) for line in QA.read_text().splitlines()]
+    right = [correct(ask(q["question"], from_="alice-kv-qa", tier="kv").run(
+        engine=get_engine()), q["answer"]) for q in questions]
+    assert sum(right) / len(right) >= 0.8, sum(right)

@@ -1,0 +1,204 @@
+"""Key/value memories (tier 2) against text (tier 1): the same recalled passages read as
+text (prefilled) or injected as stored keys and values, for every compression setting.
+
+    python bench/kv_memory.py --json [--book PATH --qa PATH] [--k 3 5] [--settings ...]
+                              [--limit N]
+
+For each who-said question: the passages `ask --from` would recall (the best k, each
+widened by its neighbours), and the answer the model writes from them (greedy, 10
+tokens). Per arm: accuracy of the written answers at each k; `chosen_accuracy`, the
+model choosing among the names `ask` offers (at the largest k: the quoted question and
+the names alone nearly decide it, see the `none` arm); time to first token at the
+largest k (from stored blobs to the first token: loading, dequantising and rotating
+included; the text arm prefills the passages); bytes stored per passage token; the
+prefill FLOPs an injected prompt saves (2 x parameters x passage tokens not read).
+The `none` arm reads no passage at all: what the question alone gives. `default` is the smallest
+setting within 2 points of text at every k and at least 5x faster to the first token; it
+is what `--tier kv` stores."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "examples" / "data"
+sys.path.insert(0, str(ROOT))
+
+from bench.whosaid import correct, isolated_home, log  # noqa: E402
+
+SETTINGS = ["fp16-128of128-all", "int8-128of128-all", "int4-128of128-all",
+            "int8-32of128-all", "int8-8of128-all", "int8-128of128-half"]
+
+
+def recalled(memory, question: str, k: int) -> list[list]:
+    """What `ask` reads: the best k passages, each with the passages around it."""
+    contexts, seen = [], set()
+    for passage in memory.recall(question, k):
+        if passage.id in seen:
+            continue
+        around = memory.store.neighbours(passage, 1, 1)
+        seen.update(p.id for p in around)
+        contexts.append(around)
+    return contexts
+
+
+def run_book(book: Path, qa: Path, ks: list[int], settings: list[str], limit: int | None
+             ) -> dict:
+    import anyio
+
+    from mempipe import Item, Memory
+    from mempipe.agents.ask import joined, names_for
+    from mempipe.engine import GenerationRequest, Message, get_engine
+    from mempipe.engine.base import MEMORIES
+    from mempipe.memory import kv
+
+    engine = get_engine()
+    model = engine.fingerprint
+    text = book.read_text()
+    memory = Memory(book.stem[:60])
+    memory.remember(Item(text=text, source=str(book), span=(0, len(text))))
+    questions = [json.loads(line) for line in qa.read_text().splitlines() if line.strip()]
+    questions = questions[:limit] if limit else questions
+    parameters = sum(p.numel() for p in engine.model.parameters())
+
+    plans = []  # (question, gold, k, passages, options)
+    for q in questions:
+        for k in ks:
+            groups = recalled(memory, q["question"], k)
+            passages = [p for group in groups for p in group]
+            plans.append((q["question"], q["answer"], k, passages,
+                          names_for(q["question"], [joined(g) for g in groups])))
+    unique = {p.id: p for plan in plans for p in plan[3]}
+    started = time.perf_counter()
+    states = dict(zip(unique, engine.read_passages(kv.framing(),
+                                                   [p.text for p in unique.values()])))
+    log(f"{book.name}: {len(unique)} passages read for their keys and values in "
+        f"{time.perf_counter() - started:.0f} s")
+    tokens = {pid: s.keys.shape[2] for pid, s in states.items()}
+
+    def text_messages(question: str, passages: list) -> list[Message]:
+        return [Message(role="system", content=kv.SYSTEM), Message(
+            role="user", content=kv.prompt(question).replace(
+                MEMORIES, "".join(p.text for p in passages)))]
+
+    async def written(request: GenerationRequest) -> tuple[str, float]:
+        """The answer the model writes, and the seconds to its first piece."""
+        began, first, pieces = time.perf_counter(), None, []
+        async for piece in engine.stream(request):
+            first = first or time.perf_counter() - began
+            pieces.append(piece)
+        return "".join(pieces), first or time.perf_counter() - began
+
+    arms = []
+    for name in ["text", "none", *settings]:
+        setting = None if name in ("text", "none") else kv.Compression.parse(name)
+        blobs = {} if setting is None else {
+            pid: kv.compress(s, setting, model) for pid, s in states.items()}
+        hits: dict[int, list[bool]] = {k: [] for k in ks}
+        chosen: list[bool] = []
+        ttft = []
+        for question, gold, k, passages, options in plans:
+            if name == "none":  # the control: no passage read at all
+                passages = []
+            memories = [kv.load(blobs[p.id], model) for p in passages] if setting else []
+            framing = kv.framing(question) if setting else text_messages(question, passages)
+            request = GenerationRequest(messages=framing, memories=memories, max_tokens=10,
+                                        budget=8192, agent="bench")
+            answer, seconds = anyio.run(written, request)
+            hits[k].append(correct(answer, gold))
+            if os.environ.get("BENCH_SHOW"):
+                log(f"{name} k={k} gold={gold!r} wrote={answer!r}")
+            if k == max(ks):
+                ttft.append(seconds)
+                scores = engine.score(framing, options, memories) if options else []
+                pick = options[max(range(len(options)), key=lambda j: scores[j])] if options else ""
+                chosen.append(correct(pick, gold))
+        passage_tokens = sum(tokens.values())
+        stored = (sum(len(b) for b in blobs.values()) if setting is not None else 0
+                  if name == "none" else sum(len(unique[pid].text.encode()) for pid in unique))
+        saved = 0 if setting is None else 2 * parameters * statistics.mean(
+            sum(tokens[p.id] for p in plan[3]) for plan in plans if plan[2] == max(ks))
+        arm = {"name": name,
+               "accuracy": round(sum(hits[max(ks)]) / len(hits[max(ks)]), 3),
+               "accuracy_by_k": {str(k): round(sum(h) / len(h), 3) for k, h in hits.items()},
+               "chosen_accuracy": round(sum(chosen) / len(chosen), 3),
+               "ttft_s": round(statistics.median(ttft), 3),
+               "bytes_per_token": round(stored / passage_tokens, 1),
+               "prefill_flops_saved": float(f"{saved:.3g}")}
+        arms.append(arm)
+        log(f"{book.name}: {json.dumps(arm)}")
+    choices = [len(plan[4]) for plan in plans if plan[2] == max(ks)]
+    return {"questions": len(questions), "passages": len(unique),
+            "one_option_or_none": sum(n <= 1 for n in choices), "arms": arms}
+
+
+def choose_default(books: dict) -> str | None:
+    """The smallest setting within 2 points of text at every k in every book, and at
+    least 5x faster to the first token than text."""
+    fits = []
+    names = [a["name"] for a in next(iter(books.values()))["arms"]
+             if a["name"] not in ("text", "none")]
+    for name in names:
+        ok, size = True, 0.0
+        for result in books.values():
+            arms = {a["name"]: a for a in result["arms"]}
+            text, arm = arms["text"], arms[name]
+            ok &= all(arm["accuracy_by_k"][k] >= text["accuracy_by_k"][k] - 0.02
+                      for k in text["accuracy_by_k"])
+            ok &= arm["ttft_s"] * 5 <= text["ttft_s"]
+            size = max(size, arm["bytes_per_token"])
+        if ok:
+            fits.append((size, name))
+    return min(fits)[1] if fits else None
+
+
+def mean_arms(books: dict) -> list[dict]:
+    """Each arm's figures averaged over the books."""
+    results = list(books.values())
+    arms = []
+    for i, arm in enumerate(results[0]["arms"]):
+        each = [r["arms"][i] for r in results]
+        mean = {key: round(statistics.mean(a[key] for a in each), 3)
+                for key in ("accuracy", "chosen_accuracy", "ttft_s", "bytes_per_token")}
+        mean["accuracy_by_k"] = {k: round(statistics.mean(a["accuracy_by_k"][k] for a in each), 3)
+                                 for k in arm["accuracy_by_k"]}
+        mean["prefill_flops_saved"] = float(
+            f"{statistics.mean(a['prefill_flops_saved'] for a in each):.3g}")
+        arms.append({"name": arm["name"], **mean})
+    return arms
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--book", type=Path, help="a book (with --qa)")
+    parser.add_argument("--qa", type=Path, help="its who-said questions")
+    parser.add_argument("--k", type=int, nargs="+", default=[3, 5], help="passages recalled")
+    parser.add_argument("--settings", nargs="+", default=SETTINGS, help="KV settings")
+    parser.add_argument("--limit", type=int, help="questions per book")
+    args = parser.parse_args()
+    os.environ["MEMPIPE_HOME"] = isolated_home()
+    pairs = ([(args.book, args.qa)] if args.book else
+             [(DATA / (qa.name.split(".")[0] + ".txt"), qa) for qa in sorted(DATA.glob("qa/*"))])
+    books = {book.stem: run_book(book, qa, sorted(args.k), args.settings, args.limit)
+             for book, qa in pairs}
+    from mempipe.engine import get_engine
+
+    engine = get_engine()
+    default = choose_default(books)
+    result = {"benchmark": "kv_memory",
+              "machine": f"{platform.machine()}, {os.cpu_count()} cpus",
+              "model": engine.name, "dtype": str(engine.model.dtype), "k": sorted(args.k),
+              "arms": mean_arms(books), "default": default, "books": books}
+    print(json.dumps(result, indent=2) if args.json else result)
+
+
+if __name__ == "__main__":
+    main()
