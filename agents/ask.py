@@ -171,14 +171,20 @@ class Ask(ReduceAgent):
                                                        self.question, self.k)]
         if ctx.scratch:
             found += [(ctx.scratch.store, p) for p in ctx.scratch.recall(self.question, self.k)]
-        groups, seen = [], set()
-        for store, passage in found:
-            if (passage.namespace, passage.id) in seen:
-                continue
-            around = store.neighbours(passage, 1, 1)
-            seen.update((p.namespace, p.id) for p in around)
-            groups.append((store, around))
-        return groups
+        return widened(found)
+
+
+def widened(found: list[tuple[Store, Passage]]) -> list[tuple[Store, list[Passage]]]:
+    """Each recalled passage with the passages just before and after it in its
+    document, best first; a passage already inside an earlier group adds none."""
+    groups, seen = [], set()
+    for store, passage in found:
+        if (passage.namespace, passage.id) in seen:
+            continue
+        around = store.neighbours(passage, 1, 1)
+        seen.update((p.namespace, p.id) for p in around)
+        groups.append((store, around))
+    return groups
 
 
 def joined(passages: list[Passage]) -> Item:

@@ -67,19 +67,10 @@ class Remember(MapAgent):
 
     async def _encode(self, ctx: Context) -> None:
         """The namespace's passages that lack a key/value memory get one."""
-        task, done = None, 0
-
-        def progress(count: int, total: int) -> None:
-            nonlocal task, done
-            if task is None:
-                task = ctx.progress.task(f"remember: key/value memories of {self.into}", total)
-            task.advance(count - done)
-            done = count
-
+        progress = ctx.progress.counted(f"remember: key/value memories of {self.into}")
         engine = engine_for_kv(ctx.engine)
         try:
             await anyio.to_thread.run_sync(lambda: Memory(self.into).encode_kv(
                 engine, self.kv, progress))
         finally:
-            if task is not None:
-                task.done()
+            progress.done()

@@ -37,24 +37,12 @@ SETTINGS = ["fp16-128of128-all", "int8-128of128-all", "int4-128of128-all",
             "int8-32of128-all", "int8-8of128-all", "int8-128of128-half"]
 
 
-def recalled(memory, question: str, k: int) -> list[list]:
-    """What `ask` reads: the best k passages, each with the passages around it."""
-    contexts, seen = [], set()
-    for passage in memory.recall(question, k):
-        if passage.id in seen:
-            continue
-        around = memory.store.neighbours(passage, 1, 1)
-        seen.update(p.id for p in around)
-        contexts.append(around)
-    return contexts
-
-
 def run_book(book: Path, qa: Path, ks: list[int], settings: list[str], limit: int | None
              ) -> dict:
     import anyio
 
     from mempipe import Item, Memory
-    from mempipe.agents.ask import joined, names_for
+    from mempipe.agents.ask import joined, names_for, widened
     from mempipe.engine import GenerationRequest, Message, get_engine
     from mempipe.engine.base import MEMORIES
     from mempipe.memory import kv
@@ -71,7 +59,8 @@ def run_book(book: Path, qa: Path, ks: list[int], settings: list[str], limit: in
     plans = []  # (question, gold, k, passages, options)
     for q in questions:
         for k in ks:
-            groups = recalled(memory, q["question"], k)
+            found = [(memory.store, p) for p in memory.recall(q["question"], k)]
+            groups = [group for _, group in widened(found)]
             passages = [p for group in groups for p in group]
             plans.append((q["question"], q["answer"], k, passages,
                           names_for(q["question"], [joined(g) for g in groups])))
@@ -113,8 +102,6 @@ def run_book(book: Path, qa: Path, ks: list[int], settings: list[str], limit: in
                                         budget=8192, agent="bench")
             answer, seconds = anyio.run(written, request)
             hits[k].append(correct(answer, gold))
-            if os.environ.get("BENCH_SHOW"):
-                log(f"{name} k={k} gold={gold!r} wrote={answer!r}")
             if k == max(ks):
                 ttft.append(seconds)
                 scores = engine.score(framing, options, memories) if options else []

@@ -64,16 +64,7 @@ class Context:
         """The model's reply to `prompt`, within this agent's budget (refused if over).
         With `window`, a prompt of any length is read with Λ-shaped attention, its
         progress shown; `memories` (tier 2) go where the prompt holds `MEMORIES`."""
-        task: Task | None = None
-        done = 0
-
-        def progress(read: int, total: int) -> None:
-            nonlocal task, done
-            if task is None:
-                task = self.progress.task(f"{self.stats.name}: reading", total)
-            task.advance(read - done)
-            done = read
-
+        progress = self.progress.counted(f"{self.stats.name}: reading")
         request = GenerationRequest(messages=_messages(prompt, system), max_tokens=max_tokens,
                                     temperature=temperature, stop=list(stop),
                                     budget=self.budget, agent=self.stats.name, window=window,
@@ -82,8 +73,7 @@ class Context:
         try:
             result = await self.engine.generate(request)
         finally:
-            if task is not None:
-                task.done()
+            progress.done()
         self.stats.calls += 1
         self.stats.tokens_in += result.prompt_tokens
         self.stats.tokens_out += result.completion_tokens

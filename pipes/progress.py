@@ -34,6 +34,10 @@ class Progress:
     def task(self, description: str, total: int | None) -> Task:
         return Task(self._bars, description, total)
 
+    def counted(self, description: str) -> Counted:
+        """For work that reports how far it is, `(done, total)`, rather than each step."""
+        return Counted(self, description)
+
 
 class Task:
     def __init__(self, bars: Any, description: str, total: int | None):
@@ -47,3 +51,23 @@ class Task:
     def done(self) -> None:
         if self._bars is not None:
             self._bars.remove_task(self._id)
+
+
+class Counted:
+    """A task made on the first report and moved to each reported count; call `done()`
+    when the work ends (nothing shows if it never reported)."""
+
+    def __init__(self, progress: Progress, description: str):
+        self._progress, self._description = progress, description
+        self._task: Task | None = None
+        self._count = 0
+
+    def __call__(self, count: int, total: int) -> None:
+        if self._task is None:
+            self._task = self._progress.task(self._description, total)
+        self._task.advance(count - self._count)
+        self._count = count
+
+    def done(self) -> None:
+        if self._task is not None:
+            self._task.done()
