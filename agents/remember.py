@@ -57,8 +57,10 @@ class Remember(MapAgent):
                               engine=ctx.engine if self.episodes else None)
         task = ctx.progress.task(f"remember {item.source}", None)
         try:
+            # Abandoned on cancel: the store commits a whole document or nothing.
             await anyio.to_thread.run_sync(
-                lambda: Memory(self.into).remember(item, segmenter=segmenter))
+                lambda: Memory(self.into).remember(item, segmenter=segmenter),
+                abandon_on_cancel=True)
         finally:
             task.done()
         if self.tier == "kv":
@@ -71,6 +73,6 @@ class Remember(MapAgent):
         engine = engine_for_kv(ctx.engine)
         try:
             await anyio.to_thread.run_sync(lambda: Memory(self.into).encode_kv(
-                engine, self.kv, progress))
+                engine, self.kv, progress), abandon_on_cancel=True)
         finally:
             progress.done()

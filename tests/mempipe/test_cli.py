@@ -95,7 +95,10 @@ def test_failure_while_running_names_the_stage(tiny_model: Path) -> None:
                            input="word " * 100), 1, "stage 2 (map): ")
 
 
-def test_ctrl_c_exits_130_without_traceback(tiny_model: Path) -> None:
+@pytest.mark.parametrize("after", [1, 6], ids=["while starting", "while generating"])
+def test_ctrl_c_exits_130_without_traceback(tiny_model: Path, after: float) -> None:
+    """At any moment: starting up, the run imports torch and loads the model inside the
+    event loop, where a cancelled task would not notice until it finished."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "mempipe", "--model", str(tiny_model),
          "map 'Go on and on.' --max-tokens 2000"],
@@ -104,7 +107,7 @@ def test_ctrl_c_exits_130_without_traceback(tiny_model: Path) -> None:
     assert proc.stdin is not None
     proc.stdin.write("word " * 1000)
     proc.stdin.close()
-    time.sleep(6)  # well into generation
+    time.sleep(after)
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=60) == 130
     assert proc.stderr is not None and proc.stderr.read().strip() == "mempipe: interrupted"
