@@ -16,6 +16,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from mempipe.engine.lora import Adapter, RowAdapters, adapted
+
 ARCHITECTURES = ("llama", "mistral", "qwen2")  # the same block; qwen2 adds a q/k/v bias
 GROW = 256  # cache positions are added in steps of this many
 
@@ -85,6 +87,7 @@ class LlamaRunner:
 
     def __init__(self, model: Any) -> None:
         config = model.config
+        model.requires_grad_(False)  # the base weights are never trained (adapters are)
         self.model = model
         self.heads = config.num_attention_heads
         self.kv_heads = getattr(config, "num_key_value_heads", None) or self.heads
@@ -111,6 +114,7 @@ class LlamaRunner:
         self.keys: list[torch.Tensor] = []
         self.values: list[torch.Tensor] = []
         self.rows, self.capacity = 0, 0
+        self.adapters: list[Adapter | None] = []  # per row: the LoRA adapter it reads with
         self._no_rows()
 
     def private(self) -> LlamaRunner:
@@ -146,6 +150,7 @@ class LlamaRunner:
             grown[:self.rows] = getattr(self, name)
             setattr(self, name, grown)
         self.memory_layers[self.rows:] = len(self.blocks)
+        self.adapters += [None] * (rows - self.rows)
         self.rows, self.capacity = rows, positions
 
     def move(self, source: int, target: int, length: int) -> None:
@@ -155,9 +160,11 @@ class LlamaRunner:
                 layer[target, :, :length] = layer[source, :, :length]
         for row in (self.shift, self.memory_start, self.memory_end, self.memory_layers):
             row[target] = row[source]
+        self.adapters[target] = self.adapters[source]
 
     def release(self) -> None:
         self.keys, self.values, self.rows, self.capacity = [], [], 0, 0
+        self.adapters = []
         self._no_rows()
 
     def _no_rows(self) -> None:
@@ -167,6 +174,19 @@ class LlamaRunner:
         empty = torch.zeros(0, dtype=torch.long, device=self.device)
         self.shift, self.memory_start, self.memory_end, self.memory_layers = (
             empty, empty, empty, empty)
+
+    def attach(self, row: int, adapter: Adapter | None) -> None:
+        """Read `row` with `adapter` (None: the base weights) from its next token on."""
+        self.adapters[row] = adapter
+
+    def _row_adapters(self, first: int, n: int) -> RowAdapters:
+        """Each adapter among rows first..first+n, with the rows (0..n) it serves."""
+        served: dict[int, tuple[Adapter, list[int]]] = {}
+        for i, adapter in enumerate(self.adapters[first:first + n]):
+            if adapter is not None:
+                served.setdefault(id(adapter), (adapter, []))[1].append(i)
+        return [(adapter, torch.tensor(rows, device=self.device))
+                for adapter, rows in served.values()]
 
     def inject(self, row: int, prefix: Prefix | None) -> int:
         """Start `row` with `prefix` in its cache (None: empty); the slots it fills."""
@@ -202,9 +222,10 @@ class LlamaRunner:
         if not causal:  # a query sees the keys at or before its own position in its row
             unseen = torch.arange(end, device=self.device) > positions[:, :, None]
             hidden_from = self._memories_hidden(first, n, end)
+        adapters = self._row_adapters(first, n)
         h = F.embedding(ids, self.embed)
         for i, (block, keys, values) in enumerate(zip(self.blocks, self.keys, self.values)):
-            q, k, v = self.project(block, h)
+            q, k, v = self.project(block, h, adapters, i)
             q, k = _rotate(q, cos, sin), _rotate(k, cos, sin)
             keys[rows, :, positions] = k.transpose(1, 2)  # (n, t, kv_heads, head_dim)
             values[rows, :, positions] = v.transpose(1, 2)
@@ -219,7 +240,7 @@ class LlamaRunner:
                 scores = grouped_scores(q, seen_keys, self.kv_heads)
                 scores = scores.masked_fill(mask[:, None, None], float("-inf"))
                 attended = grouped_attend(scores.softmax(-1), seen_values)
-            h = self.finish(block, h, attended)
+            h = self.finish(block, h, attended, adapters, i)
         return _rms_norm(h, self.norm, self.eps)
 
     def _memories_hidden(self, first: int, n: int, end: int) -> Any:
@@ -263,24 +284,30 @@ class LlamaRunner:
         shape = (*positions.shape, -1)
         return _rotate(keys, cos.view(shape).to(keys.dtype), sin.view(shape).to(keys.dtype))
 
-    def project(self, block: Block, h: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def project(self, block: Block, h: torch.Tensor, adapters: RowAdapters = (),
+                layer: int = 0) -> tuple[torch.Tensor, ...]:
         """The layer's queries (n, heads, t, d), keys and values (n, kv_heads, t, d) for
-        hidden states h (n, t, hidden), not yet rotated."""
+        hidden states h (n, t, hidden), not yet rotated; `adapters` add to rows of layer
+        number `layer`."""
         n, t, _ = h.shape
         x = _rms_norm(h, block.attn_norm, self.eps)
         q_size, kv_size = self.heads * self.head_dim, self.kv_heads * self.head_dim
-        q, k, v = F.linear(x, block.qkv, block.qkv_bias).split((q_size, kv_size, kv_size),
-                                                               dim=-1)
+        qkv = adapted(F.linear(x, block.qkv, block.qkv_bias), x, adapters, layer, "qkv")
+        q, k, v = qkv.split((q_size, kv_size, kv_size), dim=-1)
         return (q.view(n, t, self.heads, self.head_dim).transpose(1, 2),
                 k.view(n, t, self.kv_heads, self.head_dim).transpose(1, 2),
                 v.view(n, t, self.kv_heads, self.head_dim).transpose(1, 2))
 
-    def finish(self, block: Block, h: torch.Tensor, attended: torch.Tensor) -> torch.Tensor:
+    def finish(self, block: Block, h: torch.Tensor, attended: torch.Tensor,
+               adapters: RowAdapters = (), layer: int = 0) -> torch.Tensor:
         """h after the layer: plus the attention output (n, heads, t, d), then the MLP's."""
         n, _, t, _ = attended.shape
-        h = h + F.linear(attended.transpose(1, 2).reshape(n, t, -1), block.out)
-        gate, up = F.linear(_rms_norm(h, block.mlp_norm, self.eps), block.gate_up).chunk(2, -1)
-        return h + F.linear(F.silu(gate) * up, block.down)
+        x = attended.transpose(1, 2).reshape(n, t, -1)
+        h = h + adapted(F.linear(x, block.out), x, adapters, layer, "out")
+        x = _rms_norm(h, block.mlp_norm, self.eps)
+        gate, up = adapted(F.linear(x, block.gate_up), x, adapters, layer, "gate_up").chunk(2, -1)
+        x = F.silu(gate) * up
+        return h + adapted(F.linear(x, block.down), x, adapters, layer, "down")
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return F.linear(hidden, self.lm_head).float()

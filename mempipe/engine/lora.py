@@ -1,0 +1,99 @@
+"""LoRA adapters over the runner's fused projections: low-rank additions a request can
+carry without touching the base weights, so one loaded model serves many adapters.
+
+A projection W x becomes W x + scale * B (A x), with A (rank, in) and B (out, rank) per
+layer and target. B starts at zero, so a new adapter changes nothing until trained."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+TARGETS = ("qkv", "out", "gate_up", "down")  # the runner's Block fields it adapts
+
+
+@dataclass
+class Adapter:
+    """Per `f"{layer}.{target}"`: A (rank, in) and B (out, rank), in float32 (trained
+    there; cast to the activations' dtype when applied). `model` is the base weights'
+    fingerprint: an adapter is only ever applied to the weights it was trained on."""
+
+    a: dict[str, torch.Tensor]
+    b: dict[str, torch.Tensor]
+    rank: int
+    scale: float
+    model: str
+    about: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def fresh(cls, blocks: list, rank: int, model: str, alpha: float | None = None,
+              seed: int = 0) -> Adapter:
+        """An untrained adapter for the runner's `blocks`: A random, B zero."""
+        generator = torch.Generator().manual_seed(seed)
+        a, b = {}, {}
+        for layer, block in enumerate(blocks):
+            for target in TARGETS:
+                out, inputs = getattr(block, target).shape
+                a[f"{layer}.{target}"] = (torch.randn(rank, inputs, generator=generator)
+                                          / math.sqrt(inputs))
+                b[f"{layer}.{target}"] = torch.zeros(out, rank)
+        return cls(a=a, b=b, rank=rank, scale=(alpha or 2 * rank) / rank, model=model)
+
+    def parameters(self) -> list[torch.Tensor]:
+        return [*self.a.values(), *self.b.values()]
+
+    def delta(self, layer: int, target: str, x: torch.Tensor) -> torch.Tensor:
+        """What the adapter adds to `target`'s output in `layer` for inputs x (..., in)."""
+        key = f"{layer}.{target}"
+        low = F.linear(x, self.a[key].to(x.dtype))
+        return F.linear(low, self.b[key].to(x.dtype)) * self.scale
+
+    @property
+    def bytes(self) -> int:
+        return sum(t.numel() * 2 for t in self.parameters())  # stored in bf16
+
+    def save(self, path: Path) -> None:
+        """Written whole to a temporary file, then renamed: a crash leaves the old one."""
+        from safetensors.torch import save_file
+
+        tensors = {f"a.{k}": v.detach().to(torch.bfloat16).contiguous()
+                   for k, v in self.a.items()}
+        tensors |= {f"b.{k}": v.detach().to(torch.bfloat16).contiguous()
+                    for k, v in self.b.items()}
+        meta = {"rank": str(self.rank), "scale": str(self.scale), "model": self.model,
+                **self.about}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".partial")
+        save_file(tensors, str(partial), metadata=meta)
+        partial.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> Adapter:
+        from safetensors import safe_open
+
+        a, b = {}, {}
+        with safe_open(str(path), framework="pt") as f:
+            meta = dict(f.metadata() or {})
+            for name in f.keys():  # noqa: SIM118 (safe_open has no __iter__)
+                side, key = name.split(".", 1)
+                (a if side == "a" else b)[key] = f.get_tensor(name).float()
+        rank, scale, model = int(meta.pop("rank")), float(meta.pop("scale")), meta.pop("model")
+        return cls(a=a, b=b, rank=rank, scale=scale, model=model, about=meta)
+
+
+# The adapters one forward call applies: each with the rows (indices into the call's
+# batch) it serves. Empty when no row has one.
+RowAdapters = list[tuple[Adapter, torch.Tensor]]
+
+
+def adapted(y: torch.Tensor, x: torch.Tensor, adapters: RowAdapters, layer: int,
+            target: str) -> torch.Tensor:
+    """y (n, t, out) = a projection of x (n, t, in), plus each adapter's addition on the
+    rows it serves."""
+    for adapter, rows in adapters:
+        y = y.index_add(0, rows, adapter.delta(layer, target, x[rows]))
+    return y
