@@ -12,7 +12,7 @@ from pydantic import Field
 from mempipe.agents.base import ReduceAgent
 from mempipe.engine.base import GLOBAL_TOKENS
 from mempipe.errors import UsageError
-from mempipe.memory import kv
+from mempipe.memory import kv, reader
 from mempipe.memory.query import phrases
 from mempipe.memory.store import Passage, Store
 from mempipe.pipes.answers import MAX_OPTIONS, asks_for_someone, names
@@ -93,6 +93,7 @@ class Ask(ReduceAgent):
         one (warned), is read as text after them."""
         engine = kv.engine_for_kv(ctx.engine)
         model = await anyio.to_thread.run_sync(lambda: engine.fingerprint)
+        adapter = await anyio.to_thread.run_sync(reader.load, engine)
         store = groups[0][0]
         ids = [p.id for _, group in groups for p in group]
         blobs, corrupt = await anyio.to_thread.run_sync(store.kv, ids)
@@ -120,13 +121,17 @@ class Ask(ReduceAgent):
             raise UsageError(f"--budget {self.budget} leaves no room for any memory")
         prompt = kv.prompt(self.question, "".join(after))
         if not memories:  # every one was corrupt: the passages are read as text
-            prompt = prompt.replace(kv.MEMORIES, "")
+            prompt, adapter = prompt.replace(kv.MEMORIES, ""), None
+        elif adapter is None:
+            ctx.warn("no memory reader trained for this model, so memories read less well "
+                     "than text: mempipe memory train-reader NAMESPACE")
         if options:
-            scores = await ctx.choose(prompt, options, system=SYSTEM, memories=memories)
+            scores = await ctx.choose(prompt, options, system=SYSTEM, memories=memories,
+                                      adapter=adapter)
             answer = options[max(range(len(options)), key=lambda i: scores[i])]
         else:
             answer = await ctx.generate(prompt, system=SYSTEM, max_tokens=self.max_tokens,
-                                        memories=memories)
+                                        memories=memories, adapter=adapter)
         sources = [{"source": c.source, "span": c.span} for c in contexts]
         return Item.combined(answer, contexts, question=self.question, sources=sources,
                              tier="kv")

@@ -98,3 +98,34 @@ def import_(namespace: str, file) -> None:
         click.echo("mempipe: reading JSON lines from stdin (end with Ctrl-D)", err=True)
     count = _store().import_(namespace, file)
     click.echo(f"imported {count} passages into {namespace}", err=True)
+
+
+@memory.command("train-reader")
+@click.argument("namespace")
+@click.option("--questions", default=300, show_default=True,
+              help="Questions asked of the namespace's passages to learn from.")
+@click.option("--epochs", default=2, show_default=True, help="Passes over them.")
+@click.option("--rank", default=16, show_default=True, help="The adapter's LoRA rank.")
+def train_reader(namespace: str, questions: int, epochs: int, rank: int) -> None:
+    """Teach the model to read key/value memories (--tier kv) as well as text, learning
+    from NAMESPACE's passages; once trained, every namespace's memories are read with it."""
+    from mempipe.memory import Memory, reader
+    from mempipe.pipes.progress import Progress
+
+    if min(questions, epochs, rank) < 1:
+        raise click.BadParameter("--questions, --epochs and --rank must be at least 1")
+    store = _store()
+    store.existing(namespace)
+    with Progress(enabled=sys.stderr.isatty()) as progress:
+        bars = {}
+
+        def report(stage: str, done: int, total: int) -> None:
+            if stage not in bars:
+                bars[stage] = progress.counted(f"reader: {stage}")
+            bars[stage](done, total)
+
+        path, losses = reader.train(Memory(namespace, store), count=questions, epochs=epochs,
+                                  rank=rank, progress=report)
+    trend = " -> ".join(f"{loss:.3f}" for loss in losses)
+    click.echo(f"trained the memory reader on {namespace} (loss by epoch {trend}): {path}",
+               err=True)

@@ -60,16 +60,18 @@ class Context:
 
     async def generate(self, prompt: str, *, system: str | None = None, max_tokens: int = 256,
                        temperature: float = 0.0, stop: Sequence[str] = (),
-                       window: int | None = None, memories: Sequence[Any] = ()) -> str:
+                       window: int | None = None, memories: Sequence[Any] = (),
+                       adapter: Any = None) -> str:
         """The model's reply to `prompt`, within this agent's budget (refused if over).
         With `window`, a prompt of any length is read with Λ-shaped attention, its
-        progress shown; `memories` (tier 2) go where the prompt holds `MEMORIES`."""
+        progress shown; `memories` (tier 2) go where the prompt holds `MEMORIES`; the
+        model reads with `adapter` (a LoRA adapter) when given."""
         progress = self.progress.counted(f"{self.stats.name}: reading")
         request = GenerationRequest(messages=_messages(prompt, system), max_tokens=max_tokens,
                                     temperature=temperature, stop=list(stop),
                                     budget=self.budget, agent=self.stats.name, window=window,
                                     progress=progress if window is not None else None,
-                                    memories=list(memories))
+                                    memories=list(memories), adapter=adapter)
         try:
             result = await self.engine.generate(request)
         finally:
@@ -85,9 +87,10 @@ class Context:
         return result.text
 
     async def choose(self, prompt: str, options: list[str], *, system: str | None = None,
-                     memories: Sequence[Any] = ()) -> list[float]:
+                     memories: Sequence[Any] = (), adapter: Any = None) -> list[float]:
         """How strongly the model would reply each option to `prompt` (mean log-probability
-        of its tokens), within this agent's budget; `memories` as for `generate`."""
+        of its tokens), within this agent's budget; `memories` and `adapter` as for
+        `generate`."""
         messages = _messages(prompt, system)
         longest = max(self.count_tokens(options), default=0)
         held = sum(int(m.keys[0].shape[1]) for m in memories)  # the cache slots they take
@@ -96,7 +99,7 @@ class Context:
             raise BudgetExceeded(f"{self.stats.name}: prompt and options take {needed} "
                                  f"tokens, over its budget of {self.budget}")
         scores = await anyio.to_thread.run_sync(self.engine.score, messages, options,
-                                                list(memories))
+                                                list(memories), adapter)
         self.stats.calls += 1
         self.stats.tokens_in += needed
         best = options[max(range(len(options)), key=lambda i: scores[i])] if options else ""

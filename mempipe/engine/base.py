@@ -36,6 +36,8 @@ class GenerationRequest(BaseModel):
     # Tier 2: KVMemory objects put where the prompt holds `MEMORIES`, read
     # without a prefill.
     memories: list[Any] = Field(default_factory=list, exclude=True)
+    # A LoRA adapter (engine/lora.py) from the engine's own weights to read it with.
+    adapter: Any = Field(default=None, exclude=True)
     stop: list[str] = Field(default_factory=list)
     budget: int = DEFAULT_BUDGET
     agent: str = "?"
@@ -74,10 +76,10 @@ class Engine(Protocol):
         ...
 
     def score(self, messages: list[Message], options: list[str],
-              memories: list[Any] | None = None) -> list[float]:
+              memories: list[Any] | None = None, adapter: Any = None) -> list[float]:
         """For each option, the mean log-probability of its tokens as the reply to
-        `messages` (with `memories` where they hold `MEMORIES`): how the model would
-        choose among answers it did not write."""
+        `messages` (with `memories` where they hold `MEMORIES`, read with `adapter`): how
+        the model would choose among answers it did not write."""
         ...
 
     def surprise(self, text: str) -> list[tuple[int, int, float]]:

@@ -171,6 +171,7 @@ class Batcher:
         width = max(1, PREFILL_TOKENS // len(sequences))
         for i, sequence in enumerate(sequences):
             self.runner.inject(first + i, sequence.prefix)
+            self.runner.attach(first + i, sequence.request.adapter)
         last: dict[int, torch.Tensor] = {}
         for start in range(0, longest, width):
             rows = [s for s in sequences if len(s.prompt) > start]

@@ -178,11 +178,42 @@ class LocalEngine:
             prefix = await torch_thread.run_async(self._prefix, request.messages,
                                                   request.memories)
         ids = self._checked_ids(request, prefix)
+        self._check_adapter(request.adapter)
         sequence = Sequence(request, ids, prefix=prefix[0] if prefix else None)
         self.batcher.submit(sequence)
         return sequence
 
     # -- memories (tier 2) -------------------------------------------------------------
+    def new_adapter(self, rank: int, about: dict[str, str] | None = None) -> Any:
+        """An untrained LoRA adapter (engine/lora.py) for these weights."""
+        from mempipe.engine.lora import Adapter
+
+        adapter = Adapter.fresh(self.batcher.runner.blocks, rank, self.fingerprint)
+        adapter.about.update(about or {})
+        return adapter
+
+    def _check_adapter(self, adapter: Any) -> None:
+        if adapter is not None and adapter.model != self.fingerprint:
+            raise ModelError(f"this adapter was trained on other weights ({adapter.model}, "
+                             f"not {self.fingerprint} of {self.name}): train it again")
+
+    def fit_adapter(self, adapter: Any, examples: list[tuple[list[Message], list[Any], str]],
+                    epochs: int = 2, lr: float = 5e-4,
+                    progress: Any = None) -> list[float]:
+        """Train `adapter` to reply each example's answer to its messages (read with its
+        memories where they hold `MEMORIES`); each epoch's mean loss."""
+        from mempipe.engine.training import Example, fit
+
+        self._check_adapter(adapter)
+        end = [self.tokenizer.eos_token_id]  # the reply ends its turn
+        prepared = []
+        for messages, memories, answer in examples:
+            prefix, prompt = (self._prefix(messages, memories) if memories
+                              else (None, self._prompt_ids(messages)))
+            prepared.append(Example(prefix, prompt, self._ids(answer) + end))
+        return torch_thread.run(fit, self.batcher.runner, adapter, prepared, epochs, lr,
+                                progress)
+
     @property
     def fingerprint(self) -> str:
         """The weights' identity: memories encoded with other weights are refused."""
@@ -298,11 +329,12 @@ class LocalEngine:
 
     # -- reading without generating -------------------------------------------------------
     def score(self, messages: list[Message], options: list[str],
-              memories: list[Any] | None = None) -> list[float]:
-        return torch_thread.run(self._score, messages, options, memories or [])
+              memories: list[Any] | None = None, adapter: Any = None) -> list[float]:
+        self._check_adapter(adapter)
+        return torch_thread.run(self._score, messages, options, memories or [], adapter)
 
     def _score(self, messages: list[Message], options: list[str],
-               memories: list[Any]) -> list[float]:
+               memories: list[Any], adapter: Any) -> list[float]:
         """The prompt (after the memories' prefix, if any) read once in a cache of its
         own and copied to one row per option; each option token's log-probability."""
         import torch
@@ -317,6 +349,7 @@ class LocalEngine:
         read = prefix.slots if prefix is not None else 0
         runner.reserve(len(rows), read + len(prompt) + longest)
         runner.inject(0, prefix)
+        runner.attach(0, adapter)  # copied with the row to every option's
         device = runner.device
         with torch.inference_mode():
             first = runner.forward(0, torch.tensor([prompt], device=device),

@@ -150,3 +150,28 @@ def test_who_said_accuracy_on_alice_from_key_value_memories(home: Path) -> None:
     right = [correct(ask(q["question"], from_="alice-kv-qa", tier="kv").run(
         engine=get_engine()), q["answer"]) for q in questions]
     assert sum(right) / len(right) >= 0.8, sum(right)
+
+
+def test_cli_trains_a_memory_reader_that_ask_then_reads_with(home: Path, tmp_path: Path) -> None:
+    """Issue 5 part 6 end to end, small: train-reader on a slice of another book learns
+    (its loss falls), and ask --tier kv reads memories with it. bench/kv_memory.py measures
+    a full reader against text."""
+    from mempipe.memory import reader
+
+    book = tmp_path / "pride.txt"
+    book.write_text((ALICE.parent / "pride_and_prejudice.txt").read_text()[:30_000])
+    assert mempipe(f"read {book} | remember --into pride-kv --tier kv").returncode == 0
+    trained = mempipe("memory", "train-reader", "pride-kv", "--questions", "12", "--rank", "4")
+    assert trained.returncode == 0, trained.stderr
+    first, last = map(float, trained.stderr.split("loss by epoch ")[1].split(")")[0]
+                      .split(" -> "))
+    assert last < first, trained.stderr
+    path = reader.path_for(get_engine().fingerprint)
+    try:
+        assert path.is_file()
+        result = mempipe("ask 'Who said \"I hope Mr. Bingley will like it\"?' --from pride-kv "
+                         "--tier kv")
+        assert result.returncode == 0 and result.stdout.strip(), result.stderr
+        assert "no memory reader" not in result.stderr
+    finally:
+        path.unlink(missing_ok=True)  # the other tests read memories without it

@@ -1,0 +1,141 @@
+"""The memory reader: a LoRA adapter that teaches the model to read key/value memories
+(tier 2) as well as it reads their text (Memory³'s trained reader, issue 5 part 6).
+
+Memories are computed one passage at a time, so a recalled passage never attended to the
+one beside it; the model, never trained on such a cache, answers worse from them than
+from the same passages as text. The reader is distilled from the model itself: for
+questions about a namespace's passages, the model reads the recalled passages as text and
+answers (the teacher); the adapter learns to write those answers from the passages' stored
+memories. It belongs to the weights, not to a namespace: trained once on any text, it
+serves every namespace, and `ask --tier kv` reads with it when it exists."""
+
+from __future__ import annotations
+
+import random
+import re
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from mempipe.config import home
+from mempipe.errors import UsageError
+from mempipe.memory import Memory, kv
+
+QUESTIONS, EPOCHS, RANK, LR = 300, 2, 16, 5e-4  # 12 minutes on a 2-core CPU, see bench
+TEACHER_TOKENS = 16
+KS = (3, 5)  # recalled passages per question, as ask reads them
+_QUOTE = re.compile(r'["“]([^"”\n]{25,140}?)[,.!?]?["”]')
+_NAME = re.compile(r"(?<=[a-z,;] )[A-Z][a-z]{2,}(?: [A-Z][a-z]{2,})?")
+_loaded: dict[tuple[Path, float], Any] = {}
+
+
+def path_for(model: str) -> Path:
+    return home() / "adapters" / f"reader-{model}.safetensors"
+
+
+def load(engine: Any) -> Any:
+    """The reader trained for the engine's weights, or None when there is none."""
+    path = path_for(engine.fingerprint)
+    if not path.is_file():
+        return None
+    from mempipe.engine.lora import Adapter
+
+    key = (path, path.stat().st_mtime)
+    if key not in _loaded:  # one object, so the rows that read with it batch together
+        _loaded[key] = Adapter.load(path)
+    return _loaded[key]
+
+
+def questions(memory: Memory, count: int, seed: int = 0) -> list[str]:
+    """Questions about the namespace's passages: who said each quoted line, then what the
+    text says about names it mentions mid-sentence; a sample of `count`."""
+    quoted, named = set(), set()
+    for passage in memory.passages():
+        quoted.update(f'Who said "{q.strip()}"?' for q in _QUOTE.findall(passage.text))
+        named.update(f"What does the text say about {n}?" for n in _NAME.findall(passage.text))
+    chooser = random.Random(seed)
+    chosen = chooser.sample(sorted(quoted), min(count, len(quoted)))
+    return chosen + chooser.sample(sorted(named), min(count - len(chosen), len(named)))
+
+
+def train(memory: Memory, engine: Any = None, count: int = QUESTIONS, epochs: int = EPOCHS,
+          rank: int = RANK, progress: Callable[[str, int, int], None] | None = None
+          ) -> tuple[Path, list[float]]:
+    """Train the reader on `memory`'s passages (their memories computed first where
+    missing) and save it for the engine's weights; the path and each epoch's mean loss."""
+    from mempipe.agents.ask import widened
+    from mempipe.engine import get_engine
+
+    engine = kv.engine_for_kv(engine or get_engine())
+    asked = questions(memory, count)
+    if not asked:
+        raise UsageError(f"{memory.namespace} holds no passages to train a reader on")
+    memory.encode_kv(engine, progress=_stage(progress, "memories"))
+    plans = []
+    for i, question in enumerate(asked):
+        found = [(memory.store, p) for p in memory.recall(question, KS[i % len(KS)])]
+        plans.append((question, [p for _, group in widened(found) for p in group]))
+    answers = anyio.run(_teach, engine, plans, _stage(progress, "teacher"))
+    model = engine.fingerprint
+    blobs, _ = memory.store.kv(list({p.id for _, passages in plans for p in passages}))
+    examples = [(kv.framing(question), [kv.load(blobs[p.id], model) for p in passages],
+                 answer) for (question, passages), answer in zip(plans, answers)
+                if all(p.id in blobs for p in passages)]
+    adapter = engine.new_adapter(rank, {"trained_on": memory.namespace,
+                                        "questions": str(len(examples))})
+    losses = _interruptible(engine.fit_adapter, adapter, examples, epochs,
+                          progress=_stage(progress, "training"))
+    path = path_for(model)
+    adapter.save(path)
+    return path, losses
+
+
+async def _teach(engine: Any, plans: list[tuple[str, list[Any]]],
+                 progress: Callable[[int, int], None]) -> list[str]:
+    """The model's answer to each question from its passages read as text, batched."""
+    from mempipe.engine import GenerationRequest
+
+    answers = [""] * len(plans)
+    done = 0
+    limiter = anyio.CapacityLimiter(16)
+
+    async def answer(i: int, question: str, passages: list[Any]) -> None:
+        nonlocal done
+        system, user = kv.framing(question)
+        text = user.content.replace(kv.MEMORIES, "".join(p.text for p in passages))
+        request = GenerationRequest(messages=[system, user.model_copy(update={"content": text})],
+                                    max_tokens=TEACHER_TOKENS, budget=8192, agent="reader")
+        async with limiter:
+            answers[i] = (await engine.generate(request)).text
+        done += 1
+        progress(done, len(plans))
+
+    async with anyio.create_task_group() as group:
+        for i, (question, passages) in enumerate(plans):
+            group.start_soon(answer, i, question, passages)
+    return answers
+
+
+def _stage(progress: Callable[[str, int, int], None] | None, name: str) -> Any:
+    return lambda done, total, *_: progress(name, done, total) if progress else None
+
+
+def _interruptible(fit: Callable[..., list[float]], *args: Any, progress: Any
+                   ) -> list[float]:
+    """`fit` runs on the torch thread; Ctrl-C here stops it at its next step, so the
+    process does not wait out the training before it exits."""
+    stop = threading.Event()
+
+    def step(done: int, total: int, loss: float) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        progress(done, total)
+
+    try:
+        return fit(*args, progress=step)
+    except KeyboardInterrupt:
+        stop.set()
+        raise

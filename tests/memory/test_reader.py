@@ -1,0 +1,72 @@
+"""The memory reader on the tiny random model: questions come from the namespace, training
+saves an adapter for these weights, ask reads memories with it (and says when there is
+none), and adapters from other weights are refused."""
+
+from __future__ import annotations
+
+import pytest
+
+from mempipe import Memory, ask
+from mempipe.errors import ModelError, UsageError
+from mempipe.memory import reader
+from tests.conftest import mempipe
+
+TEXT = ('"Off with his head, and be quick about it," said the Queen to the Knave. '
+        'Alice looked at the Gryphon, who was asleep. "I never heard of such a thing in '
+        'all my life," said Alice. ') * 6
+
+
+@pytest.fixture
+def books(engine) -> Memory:
+    memory = Memory("books")
+    memory.remember(TEXT)
+    return memory
+
+
+def test_questions_ask_who_said_each_quote_then_about_names(books) -> None:
+    asked = reader.questions(books, 10)
+    assert 'Who said "Off with his head, and be quick about it"?' in asked
+    assert 'Who said "I never heard of such a thing in all my life"?' in asked
+    assert "What does the text say about Gryphon?" in asked
+    assert len(asked) == len(set(asked)) <= 10
+    assert reader.questions(books, 10) == asked  # the same sample every time
+
+
+def test_training_saves_a_reader_that_ask_reads_memories_with(books, engine, capsys) -> None:
+    question = 'Who said "Off with his head"?'
+    ask(question, from_="books", tier="kv").pipeline()  # builds
+    assert reader.load(engine) is None
+    stages = set()
+    path, losses = reader.train(books, engine, count=3, epochs=2, rank=2,
+                                progress=lambda stage, done, total: stages.add(stage))
+    assert path == reader.path_for(engine.fingerprint) and path.is_file()
+    assert stages == {"memories", "teacher", "training"} and len(losses) == 2
+    adapter = reader.load(engine)
+    assert adapter.rank == 2 and adapter.about["trained_on"] == "books"
+    assert reader.load(engine) is adapter  # one object, so its rows batch together
+    [answer] = ask(question, from_="books", tier="kv").pipeline().items(engine=engine)
+    assert answer.meta["tier"] == "kv"
+    assert "no memory reader" not in capsys.readouterr().err
+    path.unlink()
+    ask(question, from_="books", tier="kv").pipeline().items(engine=engine)
+    assert "no memory reader trained" in capsys.readouterr().err
+
+
+def test_an_adapter_from_other_weights_is_refused(engine) -> None:
+    adapter = engine.new_adapter(2)
+    adapter.model = "0123456789abcdef"
+    with pytest.raises(ModelError, match="trained on other weights"):
+        engine.score([], ["a"], adapter=adapter)
+
+
+def test_an_empty_namespace_cannot_train_a_reader(engine) -> None:
+    Memory("empty").remember("No quotes here.")
+    Memory("empty").store.db.execute("delete from passages")
+    with pytest.raises(UsageError, match="no passages"):
+        reader.train(Memory("empty"), engine, count=3)
+
+
+def test_cli_refuses_a_missing_namespace_in_one_line() -> None:
+    result = mempipe("memory", "train-reader", "nowhere")
+    assert result.returncode != 0
+    assert result.stderr.strip() == "mempipe: no such namespace: nowhere"
