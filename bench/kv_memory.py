@@ -2,7 +2,7 @@
 text (prefilled) or injected as stored keys and values, for every compression setting.
 
     python bench/kv_memory.py --json [--book PATH --qa PATH] [--k 3 5] [--settings ...]
-                              [--limit N]
+                              [--limit N] [--reader-book PATH] [--reader-settings ...]
 
 For each who-said question: the passages `ask --from` would recall (the best k, each
 widened by its neighbours), and the answer the model writes from them (greedy, 10
@@ -12,9 +12,11 @@ the names alone nearly decide it, see the `none` arm); time to first token at th
 largest k (from stored blobs to the first token: loading, dequantising and rotating
 included; the text arm prefills the passages); bytes stored per passage token; the
 prefill FLOPs an injected prompt saves (2 x parameters x passage tokens not read).
-The `none` arm reads no passage at all: what the question alone gives. `default` is the smallest
-setting within 2 points of text at every k and at least 5x faster to the first token; it
-is what `--tier kv` stores."""
+The `none` arm reads no passage at all: what the question alone gives. Arms named
+`SETTING+reader` read their memories with the memory reader (memory/reader.py), trained
+first on another book (never the one measured), its training time reported. `default` is
+the smallest setting within 2 points of text at every k and at least 5x faster to the
+first token; it is what `--tier kv` stores (and reads with the reader if its name says so)."""
 
 from __future__ import annotations
 
@@ -35,10 +37,31 @@ from bench.whosaid import correct, isolated_home, log  # noqa: E402
 
 SETTINGS = ["fp16-128of128-all", "int8-128of128-all", "int4-128of128-all",
             "int8-32of128-all", "int8-8of128-all", "int8-128of128-half"]
+READER_SETTINGS = ["int8-128of128-all", "int8-8of128-all"]
 
 
-def run_book(book: Path, qa: Path, ks: list[int], settings: list[str], limit: int | None
-             ) -> dict:
+def train_reader(book: Path, questions: int) -> tuple[object, dict]:
+    """The memory reader trained on `book`, and what training it took."""
+    from mempipe import Item, Memory
+    from mempipe.engine import get_engine
+    from mempipe.memory import reader
+
+    text = book.read_text()
+    memory = Memory(book.stem[:60])
+    memory.remember(Item(text=text, source=str(book), span=(0, len(text))))
+    started = time.perf_counter()
+    path, losses = reader.train(memory, get_engine(), count=questions)
+    adapter = reader.load(get_engine())
+    about = {"trained_on": book.name, "seconds": round(time.perf_counter() - started),
+             "questions": int(adapter.about["questions"]), "rank": adapter.rank,
+             "loss_by_epoch": [round(x, 3) for x in losses], "bytes": path.stat().st_size}
+    log(f"reader: {json.dumps(about)}")
+    return adapter, about
+
+
+def run_book(book: Path, qa: Path, ks: list[int], settings: list[str], limit: int | None,
+             reader_book: Path | None = None, reader_settings: list[str] = (),
+             reader_questions: int = 300) -> dict:
     import anyio
 
     from mempipe import Item, Memory
@@ -64,6 +87,8 @@ def run_book(book: Path, qa: Path, ks: list[int], settings: list[str], limit: in
             passages = [p for group in groups for p in group]
             plans.append((q["question"], q["answer"], k, passages,
                           names_for(q["question"], [joined(g) for g in groups])))
+    adapter, reader = (train_reader(reader_book, reader_questions) if reader_settings
+                       else (None, None))
     unique = {p.id: p for plan in plans for p in plan[3]}
     started = time.perf_counter()
     states = dict(zip(unique, engine.read_passages(kv.framing(),
@@ -86,8 +111,10 @@ def run_book(book: Path, qa: Path, ks: list[int], settings: list[str], limit: in
         return "".join(pieces), first or time.perf_counter() - began
 
     arms = []
-    for name in ["text", "none", *settings]:
-        setting = None if name in ("text", "none") else kv.Compression.parse(name)
+    for name in ["text", "none", *settings, *(f"{s}+reader" for s in reader_settings)]:
+        setting = (None if name in ("text", "none")
+                   else kv.Compression.parse(name.removesuffix("+reader")))
+        reading = adapter if name.endswith("+reader") else None
         blobs = {} if setting is None else {
             pid: kv.compress(s, setting, model) for pid, s in states.items()}
         hits: dict[int, list[bool]] = {k: [] for k in ks}
@@ -99,12 +126,13 @@ def run_book(book: Path, qa: Path, ks: list[int], settings: list[str], limit: in
             memories = [kv.load(blobs[p.id], model) for p in passages] if setting else []
             framing = kv.framing(question) if setting else text_messages(question, passages)
             request = GenerationRequest(messages=framing, memories=memories, max_tokens=10,
-                                        budget=8192, agent="bench")
+                                        budget=8192, agent="bench", adapter=reading)
             answer, seconds = anyio.run(written, request)
             hits[k].append(correct(answer, gold))
             if k == max(ks):
                 ttft.append(seconds)
-                scores = engine.score(framing, options, memories) if options else []
+                scores = (engine.score(framing, options, memories, reading) if options
+                          else [])
                 pick = options[max(range(len(options)), key=lambda j: scores[j])] if options else ""
                 chosen.append(correct(pick, gold))
         passage_tokens = sum(tokens.values())
@@ -123,7 +151,13 @@ def run_book(book: Path, qa: Path, ks: list[int], settings: list[str], limit: in
         log(f"{book.name}: {json.dumps(arm)}")
     choices = [len(plan[4]) for plan in plans if plan[2] == max(ks)]
     return {"questions": len(questions), "passages": len(unique),
-            "one_option_or_none": sum(n <= 1 for n in choices), "arms": arms}
+            "one_option_or_none": sum(n <= 1 for n in choices), "reader": reader,
+            "arms": arms}
+
+
+def other_book(book: Path) -> Path:
+    """A bundled book that is not `book`, for the reader to learn from."""
+    return next(b for b in sorted(DATA.glob("*.txt")) if b.resolve() != book.resolve())
 
 
 def choose_default(books: dict) -> str | None:
@@ -170,11 +204,19 @@ def main() -> None:
     parser.add_argument("--k", type=int, nargs="+", default=[3, 5], help="passages recalled")
     parser.add_argument("--settings", nargs="+", default=SETTINGS, help="KV settings")
     parser.add_argument("--limit", type=int, help="questions per book")
+    parser.add_argument("--reader-book", type=Path,
+                        help="the book the memory reader learns from (default: another one)")
+    parser.add_argument("--reader-settings", nargs="*", default=READER_SETTINGS,
+                        help="KV settings also read with the memory reader (none: no reader)")
+    parser.add_argument("--reader-questions", type=int, default=300,
+                        help="questions the reader learns from")
     args = parser.parse_args()
     os.environ["MEMPIPE_HOME"] = isolated_home()
     pairs = ([(args.book, args.qa)] if args.book else
              [(DATA / (qa.name.split(".")[0] + ".txt"), qa) for qa in sorted(DATA.glob("qa/*"))])
-    books = {book.stem: run_book(book, qa, sorted(args.k), args.settings, args.limit)
+    books = {book.stem: run_book(book, qa, sorted(args.k), args.settings, args.limit,
+                                 args.reader_book or other_book(book), args.reader_settings,
+                                 args.reader_questions)
              for book, qa in pairs}
     from mempipe.engine import get_engine
 

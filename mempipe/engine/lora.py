@@ -28,6 +28,8 @@ class Adapter:
     scale: float
     model: str
     about: dict[str, str] = field(default_factory=dict)
+    _cast: dict[tuple[str, torch.dtype], tuple[torch.Tensor, torch.Tensor]] = field(
+        default_factory=dict, repr=False)
 
     @classmethod
     def fresh(cls, blocks: list, rank: int, model: str, alpha: float | None = None,
@@ -48,9 +50,19 @@ class Adapter:
 
     def delta(self, layer: int, target: str, x: torch.Tensor) -> torch.Tensor:
         """What the adapter adds to `target`'s output in `layer` for inputs x (..., in)."""
-        key = f"{layer}.{target}"
-        low = F.linear(x, self.a[key].to(x.dtype))
-        return F.linear(low, self.b[key].to(x.dtype)) * self.scale
+        a, b = self._weights(f"{layer}.{target}", x.dtype)
+        return F.linear(F.linear(x, a), b) * self.scale
+
+    def _weights(self, key: str, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """A and B in `dtype`: cast on every call while training (the cast is part of the
+        graph), once when serving."""
+        a, b = self.a[key], self.b[key]
+        if a.requires_grad:
+            self._cast.clear()
+            return a.to(dtype), b.to(dtype)
+        if (key, dtype) not in self._cast:
+            self._cast[key, dtype] = a.to(dtype), b.to(dtype)
+        return self._cast[key, dtype]
 
     @property
     def bytes(self) -> int:
@@ -95,5 +107,8 @@ def adapted(y: torch.Tensor, x: torch.Tensor, adapters: RowAdapters, layer: int,
     """y (n, t, out) = a projection of x (n, t, in), plus each adapter's addition on the
     rows it serves."""
     for adapter, rows in adapters:
-        y = y.index_add(0, rows, adapter.delta(layer, target, x[rows]))
+        if len(rows) == len(x):  # every row: no gather, no scatter
+            y = y + adapter.delta(layer, target, x)
+        else:
+            y = y.index_add(0, rows, adapter.delta(layer, target, x[rows]))
     return y
