@@ -81,7 +81,7 @@ def train(memory: Memory, engine: Any = None, count: int = QUESTIONS, epochs: in
     answers = anyio.run(_teach, engine, plans, _stage(progress, "teacher"))
     model = engine.fingerprint
     blobs, _ = memory.store.kv(list({p.id for _, passages in plans for p in passages}))
-    examples = [(kv.framing(question), [kv.load(blobs[p.id], model) for p in passages],
+    examples = [(kv.framing(question), _loader([blobs[p.id] for p in passages], model),
                  answer) for (question, passages), answer in zip(plans, answers)
                 if all(p.id in blobs for p in passages)]
     adapter = engine.new_adapter(rank, {"trained_on": memory.namespace,
@@ -117,6 +117,11 @@ async def _teach(engine: Any, plans: list[tuple[str, list[Any]]],
         for i, (question, passages) in enumerate(plans):
             group.start_soon(answer, i, question, passages)
     return answers
+
+
+def _loader(blobs: list[bytes], model: str) -> Callable[[], list[Any]]:
+    """Loads the memories when called: loaded, an example's take tens of MB."""
+    return lambda: [kv.load(blob, model) for blob in blobs]
 
 
 def _stage(progress: Callable[[str, int, int], None] | None, name: str) -> Any:

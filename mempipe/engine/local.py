@@ -10,7 +10,7 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -197,19 +197,24 @@ class LocalEngine:
             raise ModelError(f"this adapter was trained on other weights ({adapter.model}, "
                              f"not {self.fingerprint} of {self.name}): train it again")
 
-    def fit_adapter(self, adapter: Any, examples: list[tuple[list[Message], list[Any], str]],
+    def fit_adapter(self, adapter: Any,
+                    examples: list[tuple[list[Message], Callable[[], list[Any]], str]],
                     epochs: int = 2, lr: float = 5e-4,
                     progress: Any = None) -> list[float]:
-        """Train `adapter` to reply each example's answer to its messages (read with its
-        memories where they hold `MEMORIES`); each epoch's mean loss."""
+        """Train `adapter` to reply each example's answer to its messages, read with the
+        memories its loader returns (none: []) where they hold `MEMORIES`; each epoch's
+        mean loss. Memories are loaded when their example is read, never all at once."""
         from mempipe.engine.training import Example, fit
 
         self._check_adapter(adapter)
         end = [self.tokenizer.eos_token_id]  # the reply ends its turn
         prepared = []
         for messages, memories, answer in examples:
-            prefix, prompt = (self._prefix(messages, memories) if memories
-                              else (None, self._prompt_ids(messages)))
+            if any(MEMORIES in m.content for m in messages):
+                prompt = self._split(messages)[1]
+                prefix = lambda m=messages, load=memories: self._prefix(m, load())[0]  # noqa: E731
+            else:
+                prompt, prefix = self._prompt_ids(messages), lambda: None
             prepared.append(Example(prefix, prompt, self._ids(answer) + end))
         return torch_thread.run(fit, self.batcher.runner, adapter, prepared, epochs, lr,
                                 progress)

@@ -18,9 +18,11 @@ WARMUP = 20  # steps of rising learning rate before it falls linearly to zero
 
 @dataclass
 class Example:
-    """A prompt (after `prefix`, if any) and the reply the adapter should learn to write."""
+    """A prompt (after the prefix `prefix()` builds, if any) and the reply the adapter
+    should learn to write. The prefix is built when the example is read: a prefix of a
+    few passages takes tens of MB, too much to hold for hundreds of examples."""
 
-    prefix: Prefix | None
+    prefix: Callable[[], Prefix | None]
     prompt: list[int]
     reply: list[int]
 
@@ -66,10 +68,11 @@ def _loss(work: LlamaRunner, adapter: Adapter, example: Example) -> torch.Tensor
     """Cross-entropy of the reply's tokens, read after the prompt in a fresh cache (a
     cache written in one step's graph must not be reused in the next)."""
     work.release()
-    slots = example.prefix.slots if example.prefix is not None else 0
+    prefix = example.prefix()
+    slots = prefix.slots if prefix is not None else 0
     ids = example.prompt + example.reply
     work.reserve(1, slots + len(ids))
-    work.inject(0, example.prefix)
+    work.inject(0, prefix)
     work.attach(0, adapter)
     device = work.device
     hidden = work.forward(0, torch.tensor([ids], device=device),
