@@ -66,8 +66,7 @@ def run_book(book: Path, qa: Path, ks: list[int], settings: list[str], limit: in
 
     from mempipe import Item, Memory
     from mempipe.agents.ask import joined, names_for, widened
-    from mempipe.engine import GenerationRequest, Message, get_engine
-    from mempipe.engine.base import MEMORIES
+    from mempipe.engine import GenerationRequest, get_engine
     from mempipe.memory import kv
 
     engine = get_engine()
@@ -97,11 +96,6 @@ def run_book(book: Path, qa: Path, ks: list[int], settings: list[str], limit: in
         f"{time.perf_counter() - started:.0f} s")
     tokens = {pid: s.keys.shape[2] for pid, s in states.items()}
 
-    def text_messages(question: str, passages: list) -> list[Message]:
-        return [Message(role="system", content=kv.SYSTEM), Message(
-            role="user", content=kv.prompt(question).replace(
-                MEMORIES, "".join(p.text for p in passages)))]
-
     async def written(request: GenerationRequest) -> tuple[str, float]:
         """The answer the model writes, and the seconds to its first piece."""
         began, first, pieces = time.perf_counter(), None, []
@@ -124,7 +118,8 @@ def run_book(book: Path, qa: Path, ks: list[int], settings: list[str], limit: in
             if name == "none":  # the control: no passage read at all
                 passages = []
             memories = [kv.load(blobs[p.id], model) for p in passages] if setting else []
-            framing = kv.framing(question) if setting else text_messages(question, passages)
+            framing = (kv.framing(question) if setting
+                       else kv.framing_as_text(question, "".join(p.text for p in passages)))
             request = GenerationRequest(messages=framing, memories=memories, max_tokens=10,
                                         budget=8192, agent="bench", adapter=reading)
             answer, seconds = anyio.run(written, request)

@@ -65,6 +65,13 @@ def framing(question: str = "", after: str = "") -> list[Any]:
             Message(role="user", content=prompt(question, after))]
 
 
+def framing_as_text(question: str, text: str) -> list[Any]:
+    """The same messages with the passages' `text` where their memories would go: what
+    reading them as text (tier 1) looks like, token for token."""
+    system, user = framing(question)
+    return [system, user.model_copy(update={"content": user.content.replace(MEMORIES, text)})]
+
+
 def engine_for_kv(engine: Any) -> Any:
     """`engine`, if it can compute and read key/value memories."""
     if not hasattr(engine, "read_passages"):

@@ -104,10 +104,9 @@ async def _teach(engine: Any, plans: list[tuple[str, list[Any]]],
 
     async def answer(i: int, question: str, passages: list[Any]) -> None:
         nonlocal done
-        system, user = kv.framing(question)
-        text = user.content.replace(kv.MEMORIES, "".join(p.text for p in passages))
-        request = GenerationRequest(messages=[system, user.model_copy(update={"content": text})],
-                                    max_tokens=TEACHER_TOKENS, budget=8192, agent="reader")
+        messages = kv.framing_as_text(question, "".join(p.text for p in passages))
+        request = GenerationRequest(messages=messages, max_tokens=TEACHER_TOKENS, budget=8192,
+                                    agent="reader")
         async with limiter:
             answers[i] = (await engine.generate(request)).text
         done += 1

@@ -183,7 +183,7 @@ class LocalEngine:
         self.batcher.submit(sequence)
         return sequence
 
-    # -- memories (tier 2) -------------------------------------------------------------
+    # -- adapters (LoRA) ----------------------------------------------------------------
     def new_adapter(self, rank: int, about: dict[str, str] | None = None) -> Any:
         """An untrained LoRA adapter (engine/lora.py) for these weights."""
         from mempipe.engine.lora import Adapter
@@ -210,14 +210,16 @@ class LocalEngine:
         end = [self.tokenizer.eos_token_id]  # the reply ends its turn
         prepared = []
         for messages, memories, answer in examples:
-            if any(MEMORIES in m.content for m in messages):
-                prompt = self._split(messages)[1]
-                prefix = lambda m=messages, load=memories: self._prefix(m, load())[0]  # noqa: E731
+            if any(MEMORIES in m.content for m in messages):  # split once, not every step
+                head, prompt = self._split(messages)
+                prefix = lambda h=head, load=memories: self._prefix_after(h, load())  # noqa: E731
             else:
                 prompt, prefix = self._prompt_ids(messages), lambda: None
             prepared.append(Example(prefix, prompt, self._ids(answer) + end))
         return torch_thread.run(fit, self.batcher.runner, adapter, prepared, epochs, lr,
                                 progress)
+
+    # -- memories (tier 2) -------------------------------------------------------------
 
     @property
     def fingerprint(self) -> str:
@@ -240,13 +242,17 @@ class LocalEngine:
 
     def _prefix(self, messages: list[Message], memories: list[Any]) -> tuple[Any, list[int]]:
         """The cache prefix for `memories` in `messages`, and the tokens read after it."""
+        head, tail = self._split(messages)
+        return self._prefix_after(head, memories), tail
+
+    def _prefix_after(self, head: list[int], memories: list[Any]) -> Any:
+        """The cache prefix for the framing `head` (read once per framing), then `memories`."""
         from mempipe.engine.memories import build_prefix, read_head
 
-        head, tail = self._split(messages)
         runner = self.batcher.runner
         if tuple(head) not in self._heads:
             self._heads[tuple(head)] = read_head(runner, head)
-        return build_prefix(runner, self._heads[tuple(head)], memories), tail
+        return build_prefix(runner, self._heads[tuple(head)], memories)
 
     async def _advance(self, sequence: Any) -> None:
         """Return once `sequence` has a new token or is done. Whoever waits runs the next

@@ -9,7 +9,6 @@ import torch
 
 from mempipe import Memory, ask, read, remember
 from mempipe.engine import GenerationRequest
-from mempipe.engine.base import MEMORIES
 from mempipe.errors import StageError, UsageError
 from mempipe.memory import Store, kv
 
@@ -21,9 +20,7 @@ OPTIONS = ["Alice", "the Queen", "her sister"]
 
 def as_text(question: str, *passages: str) -> list:
     """The framing with the passages written where their memories would go."""
-    system, user = kv.framing(question)
-    return [system, user.model_copy(update={
-        "content": user.content.replace(MEMORIES, "".join(passages))})]
+    return kv.framing_as_text(question, "".join(passages))
 
 
 def memories(engine, *passages: str, setting: str = "fp16-128of128-all") -> list:
