@@ -41,6 +41,9 @@ class Ask(ReduceAgent):
     tier: Literal["text", "kv"] = Field(
         default="text", description="read recalled passages as text, or as the key/value "
         "memories stored by remember --tier kv (no prefill)")
+    reretrieve: int = Field(
+        default=0, ge=0, description="with --tier kv: recall again every N tokens written, "
+        "for the question and the answer so far, and go on from those memories (0: never)")
     stream_context: bool = Field(
         default=False, description="read the whole input in one pass, whatever its length "
         "(Λ-shaped attention over the last --budget tokens), instead of recalling from it")
@@ -59,6 +62,8 @@ class Ask(ReduceAgent):
             return
         if self.from_ is None and not ctx.scratch:
             raise UsageError("nothing to answer from")
+        if self.reretrieve and self.tier != "kv":
+            raise UsageError("--reretrieve swaps key/value memories: use it with --tier kv")
         if self.tier == "kv" and self.from_ is None:
             raise UsageError("--tier kv reads a namespace's memories: name it with --from")
         groups = await anyio.to_thread.run_sync(self._recall, ctx)
@@ -88,23 +93,62 @@ class Ask(ReduceAgent):
 
     async def _from_memories(self, groups: list[tuple[Store, list[Passage]]],
                              contexts: list[Item], ctx: Context) -> Item:
-        """The answer read from the recalled passages' stored keys and values, best
-        groups first while they fit the budget. A passage with no memory, or a corrupt
-        one (warned), is read as text after them."""
+        """The answer read from the recalled passages' stored keys and values. With
+        --reretrieve N, every N tokens written the passages are recalled again for the
+        question and the answer so far, and the answer goes on from their memories."""
         engine = kv.engine_for_kv(ctx.engine)
         model = await anyio.to_thread.run_sync(lambda: engine.fingerprint)
         adapter = await anyio.to_thread.run_sync(reader.load, engine)
+        options = names_for(self.question, contexts)
+        reserved = max(ctx.count_tokens(options), default=0)
+        prompt, memories = await self._reading(groups, model, reserved, ctx, warn=True)
+        if not memories:  # every one was corrupt: the passages are read as text
+            adapter = None
+        elif adapter is None:
+            ctx.warn("no memory reader trained for this model, so memories read less well "
+                     "than text: mempipe memory train-reader NAMESPACE")
+        read = list(contexts)
+        if options:
+            scores = await ctx.choose(prompt, options, system=SYSTEM, memories=memories,
+                                      adapter=adapter)
+            answer = options[max(range(len(options)), key=lambda i: scores[i])]
+        else:
+            answer, left = "", self.max_tokens
+            while left > 0:
+                result = await ctx.complete(prompt, system=SYSTEM, memories=memories,
+                                            max_tokens=min(left, self.reretrieve or left),
+                                            adapter=adapter, begun=answer)
+                answer, left = answer + result.text, left - result.completion_tokens
+                if result.finish_reason == "stop" or left <= 0:
+                    break
+                groups = await anyio.to_thread.run_sync(self._recall, ctx,
+                                                        f"{self.question} {answer}")
+                read += [joined(group) for _, group in groups]
+                prompt, memories = await self._reading(groups, model, 0, ctx)
+        seen, sources = set(), []
+        for c in read:
+            if (c.source, c.span) not in seen:
+                seen.add((c.source, c.span))
+                sources.append({"source": c.source, "span": c.span})
+        return Item.combined(answer, contexts, question=self.question, sources=sources,
+                             tier="kv")
+
+    async def _reading(self, groups: list[tuple[Store, list[Passage]]], model: str,
+                       reserved: int, ctx: Context, warn: bool = False
+                       ) -> tuple[str, list[Any]]:
+        """The prompt and the memories it reads: the groups' stored memories, best groups
+        first while they fit the budget less `reserved` tokens; a passage with no memory,
+        or a corrupt one (warned), is read as text after them."""
         store = groups[0][0]
         ids = [p.id for _, group in groups for p in group]
         blobs, corrupt = await anyio.to_thread.run_sync(store.kv, ids)
-        if corrupt:
+        if corrupt and warn:
             ctx.warn(f"{len(corrupt)} stored memories fail their checksum; their passages "
                      "are read as text")
         if not blobs and not corrupt:
             raise UsageError(f"{self.from_} holds no key/value memories for these passages: "
                              "remember it with --tier kv")
-        options = names_for(self.question, contexts)
-        room = self._room(ctx) - max(ctx.count_tokens(options), default=0)
+        room = self._room(ctx) - reserved
         memories: list[Any] = []
         after: list[str] = []
         used = 0
@@ -120,21 +164,7 @@ class Ask(ReduceAgent):
         if not memories and not after:
             raise UsageError(f"--budget {self.budget} leaves no room for any memory")
         prompt = kv.prompt(self.question, "".join(after))
-        if not memories:  # every one was corrupt: the passages are read as text
-            prompt, adapter = prompt.replace(kv.MEMORIES, ""), None
-        elif adapter is None:
-            ctx.warn("no memory reader trained for this model, so memories read less well "
-                     "than text: mempipe memory train-reader NAMESPACE")
-        if options:
-            scores = await ctx.choose(prompt, options, system=SYSTEM, memories=memories,
-                                      adapter=adapter)
-            answer = options[max(range(len(options)), key=lambda i: scores[i])]
-        else:
-            answer = await ctx.generate(prompt, system=SYSTEM, max_tokens=self.max_tokens,
-                                        memories=memories, adapter=adapter)
-        sources = [{"source": c.source, "span": c.span} for c in contexts]
-        return Item.combined(answer, contexts, question=self.question, sources=sources,
-                             tier="kv")
+        return (prompt if memories else prompt.replace(kv.MEMORIES, "")), memories
 
     async def _read_whole(self, piped: list[Item], ctx: Context) -> Item:
         """The answer from the model reading all the input, no memory involved: it attends
@@ -167,15 +197,18 @@ class Ask(ReduceAgent):
             raise UsageError(f"--budget {self.budget} leaves no room for any evidence")
         return chosen
 
-    def _recall(self, ctx: Context) -> list[tuple[Store, list[Passage]]]:
-        """Recalled passages, each widened by the passages around it in its document."""
+    def _recall(self, ctx: Context, query: str | None = None
+                ) -> list[tuple[Store, list[Passage]]]:
+        """Passages recalled for `query` (the question unless given), each widened by the
+        passages around it in its document."""
+        query = query or self.question
         found: list[tuple[Store, Passage]] = []
         if self.from_ is not None:
             store = Store()
-            found += [(store, p) for p in store.search(store.existing(self.from_),
-                                                       self.question, self.k)]
+            found += [(store, p) for p in store.search(store.existing(self.from_), query,
+                                                       self.k)]
         if ctx.scratch:
-            found += [(ctx.scratch.store, p) for p in ctx.scratch.recall(self.question, self.k)]
+            found += [(ctx.scratch.store, p) for p in ctx.scratch.recall(query, self.k)]
         return widened(found)
 
 

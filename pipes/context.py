@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 
-from mempipe.engine.base import Engine, GenerationRequest, Message
+from mempipe.engine.base import Engine, Generation, GenerationRequest, Message
 from mempipe.errors import BudgetExceeded
 from mempipe.memory.scratch import Scratch
 from mempipe.pipes.chunking import chunk_spans
@@ -58,16 +58,24 @@ class Context:
         spans = chunk_spans(item.text, max_tokens, self.count_tokens, overlap)
         return [item.part(a, b, chunk=i) for i, (a, b) in enumerate(spans)]
 
-    async def generate(self, prompt: str, *, system: str | None = None, max_tokens: int = 256,
+    async def generate(self, prompt: str, **options: Any) -> str:
+        """The model's reply to `prompt`: the text of `complete`."""
+        return (await self.complete(prompt, **options)).text
+
+    async def complete(self, prompt: str, *, system: str | None = None, max_tokens: int = 256,
                        temperature: float = 0.0, stop: Sequence[str] = (),
                        window: int | None = None, memories: Sequence[Any] = (),
-                       adapter: Any = None) -> str:
+                       adapter: Any = None, begun: str = "") -> Generation:
         """The model's reply to `prompt`, within this agent's budget (refused if over).
         With `window`, a prompt of any length is read with Λ-shaped attention, its
         progress shown; `memories` (tier 2) go where the prompt holds `MEMORIES`; the
-        model reads with `adapter` (a LoRA adapter) when given."""
+        model reads with `adapter` (a LoRA adapter) when given; `begun` is the start of
+        a reply, which the model continues."""
         progress = self.progress.counted(f"{self.stats.name}: reading")
-        request = GenerationRequest(messages=_messages(prompt, system), max_tokens=max_tokens,
+        messages = _messages(prompt, system)
+        if begun:
+            messages.append(Message(role="assistant", content=begun))
+        request = GenerationRequest(messages=messages, max_tokens=max_tokens,
                                     temperature=temperature, stop=list(stop),
                                     budget=self.budget, agent=self.stats.name, window=window,
                                     progress=progress if window is not None else None,
@@ -84,7 +92,7 @@ class Context:
                                      output=result.text, tokens_in=result.prompt_tokens,
                                      tokens_out=result.completion_tokens,
                                      seconds=result.seconds))
-        return result.text
+        return result
 
     async def choose(self, prompt: str, options: list[str], *, system: str | None = None,
                      memories: Sequence[Any] = (), adapter: Any = None) -> list[float]:

@@ -102,11 +102,15 @@ class LocalEngine:
         return [len(ids) for ids in encoded]
 
     def _prompt_text(self, messages: list[Message]) -> str:
-        tokenizer = self.tokenizer
-        chat = [m.model_dump() for m in messages]
-        if tokenizer.chat_template:
-            return tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
-        return "\n\n".join(m["content"] for m in chat) + "\n\n"  # a base model
+        """The framed prompt; a final assistant message is a reply begun, which the model
+        continues."""
+        replying = bool(messages) and messages[-1].role == "assistant"
+        begun = messages[-1].content if replying else ""
+        chat = [m.model_dump() for m in (messages[:-1] if replying else messages)]
+        if self.tokenizer.chat_template:
+            return self.tokenizer.apply_chat_template(
+                chat, tokenize=False, add_generation_prompt=True) + begun
+        return "\n\n".join(m["content"] for m in chat) + "\n\n" + begun  # a base model
 
     def _prompt_ids(self, messages: list[Message]) -> list[int]:
         return self._ids(self._prompt_text(messages))

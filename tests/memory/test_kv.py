@@ -8,9 +8,12 @@ import pytest
 import torch
 
 from mempipe import Memory, ask, read, remember
+from mempipe.agents.ask import Ask
 from mempipe.engine import GenerationRequest
+from mempipe.engine.base import Message
 from mempipe.errors import StageError, UsageError
 from mempipe.memory import Store, kv
+from mempipe.pipes.trace import Trace
 
 PASSAGE = ("Alice was beginning to get very tired of sitting by her sister on the bank, "
            "and of having nothing to do.")
@@ -192,6 +195,31 @@ def test_ask_reads_memories_and_falls_back_to_text_for_a_corrupt_one(book, engin
                      "as blob)")
     [answer] = ask(question, from_="books", tier="kv").pipeline().items(engine=engine)
     assert "fail their checksum" in capsys.readouterr().err
+
+
+def test_a_reply_begun_is_continued(engine) -> None:
+    messages = kv.framing("Who?")
+    begun = [*messages, Message(role="assistant", content="The Queen")]
+    assert engine._prompt_ids(begun) == engine._prompt_ids(messages) + engine._ids("The Queen")
+
+
+def test_ask_reretrieve_recalls_again_as_it_writes(book, engine, monkeypatch) -> None:
+    (read(str(book)) | remember("books", tier="kv")).run(engine=engine)
+    queries = []
+    recall = Ask._recall
+    monkeypatch.setattr(Ask, "_recall", lambda self, ctx, query=None: (
+        queries.append(query), recall(self, ctx, query))[1])
+    trace = Trace()
+    [answer] = ask("What did the Queen do?", from_="books", tier="kv", reretrieve=4,
+                   max_tokens=12).pipeline().items(engine=engine, trace=trace)
+    written = [c for c in trace.calls if c.tokens_out]
+    assert len(written) == 3 and sum(c.tokens_out for c in written) == 12
+    assert answer.text == "".join(c.output for c in written)
+    assert queries[0] is None  # the question alone, then with the answer so far
+    assert queries[1:] == [f"What did the Queen do? {written[0].output}",
+                           f"What did the Queen do? {written[0].output}{written[1].output}"]
+    with pytest.raises(StageError, match="use it with --tier kv"):
+        ask("Who?", from_="books", reretrieve=4).pipeline().run(engine=engine)
 
 
 def test_ask_tier_kv_needs_a_namespace_with_memories(book, engine) -> None:

@@ -1,0 +1,102 @@
+"""Re-retrieval while writing (Memory³ swaps memories every 64 tokens written): the same
+written answers from key/value memories, recalled once, or again every N tokens for the
+question and the answer so far (`ask --tier kv --reretrieve N`).
+
+    python bench/reretrieval.py --json [--book PATH --qa PATH] [--every 0 16 64]
+                                [--tokens 96] [--limit N] [--reader PATH]
+
+Each who-said quote becomes a question that asks for a written account of its scene
+(`QUESTION`), so the model writes rather than chooses a name; an account is right when it
+names the speaker. Per arm (N = 0: recall once): that accuracy, the mean seconds per
+answer, and the mean passages read. With --reader, memories are read with that memory
+reader (memory/reader.py); without one, as the model reads them untrained."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "examples" / "data"
+sys.path.insert(0, str(ROOT))
+
+from bench.whosaid import correct, isolated_home, log  # noqa: E402
+
+QUESTION = 'What happens when someone says "{quote}"? Describe the scene.'
+
+
+def run_book(book: Path, qa: Path, every: list[int], tokens: int, limit: int | None) -> dict:
+    from mempipe import Item, Memory, ask
+    from mempipe.engine import get_engine
+
+    engine = get_engine()
+    text = book.read_text()
+    namespace = book.stem[:60]
+    memory = Memory(namespace)
+    memory.remember(Item(text=text, source=str(book), span=(0, len(text))))
+    started = time.perf_counter()
+    memory.encode_kv(engine)
+    log(f"{book.name}: memories computed in {time.perf_counter() - started:.0f} s")
+    questions = [json.loads(line) for line in qa.read_text().splitlines() if line.strip()]
+    questions = questions[:limit] if limit else questions
+    arms = []
+    for n in every:
+        right, seconds, read = [], [], []
+        for q in questions:
+            quote = re.search(r'"(.*)"', q["question"]).group(1)
+            asked = ask(QUESTION.format(quote=quote), from_=namespace, tier="kv",
+                        reretrieve=n, max_tokens=tokens)
+            began = time.perf_counter()
+            [answer] = asked.pipeline().items(engine=engine)
+            seconds.append(time.perf_counter() - began)
+            right.append(correct(answer.text, q["answer"]))
+            read.append(len(answer.meta["sources"]))
+        arm = {"name": f"every {n}" if n else "once", "every": n,
+               "accuracy": round(sum(right) / len(right), 3),
+               "seconds_per_answer": round(statistics.mean(seconds), 3),
+               "passage_groups_read": round(statistics.mean(read), 2)}
+        arms.append(arm)
+        log(f"{book.name}: {json.dumps(arm)}")
+    return {"questions": len(questions), "arms": arms}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--book", type=Path, help="a book (with --qa)")
+    parser.add_argument("--qa", type=Path, help="its who-said questions")
+    parser.add_argument("--every", type=int, nargs="+", default=[0, 16, 64],
+                        help="tokens written between recalls (0: recall once)")
+    parser.add_argument("--tokens", type=int, default=96, help="tokens each answer writes")
+    parser.add_argument("--limit", type=int, help="questions per book")
+    parser.add_argument("--reader", type=Path, help="a trained memory reader to read with")
+    args = parser.parse_args()
+    os.environ["MEMPIPE_HOME"] = isolated_home()
+    from mempipe.engine import get_engine
+    from mempipe.memory import reader
+
+    engine = get_engine()
+    if args.reader:
+        reader.path_for(engine.fingerprint).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(args.reader, reader.path_for(engine.fingerprint))
+    pairs = ([(args.book, args.qa)] if args.book else
+             [(DATA / (qa.name.split(".")[0] + ".txt"), qa) for qa in sorted(DATA.glob("qa/*"))])
+    books = {book.stem: run_book(book, qa, args.every, args.tokens, args.limit)
+             for book, qa in pairs}
+    result = {"benchmark": "reretrieval",
+              "machine": f"{platform.machine()}, {os.cpu_count()} cpus",
+              "model": engine.name, "dtype": str(engine.model.dtype),
+              "tokens": args.tokens, "reader": bool(args.reader), "books": books}
+    print(json.dumps(result, indent=2) if args.json else result)
+
+
+if __name__ == "__main__":
+    main()
