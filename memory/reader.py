@@ -11,6 +11,8 @@ serves every namespace, and `ask --tier kv` reads with it when it exists."""
 
 from __future__ import annotations
 
+import json
+import os
 import random
 import re
 import threading
@@ -29,17 +31,23 @@ TEACHER_TOKENS = 16
 KS = (3, 5)  # recalled passages per question, as ask reads them
 _QUOTE = re.compile(r'["“]([^"”\n]{25,140}?)[,.!?]?["”]')
 _NAME = re.compile(r"(?<=[a-z,;] )[A-Z][a-z]{2,}(?: [A-Z][a-z]{2,})?")
+# The reader for the default model, trained on Pride and Prejudice (`mempipe memory
+# train-reader` with the defaults above reproduces it; docs/benchmarks.md has its figures).
+SHIPPED = Path(__file__).parent / "readers"
 _loaded: dict[tuple[Path, float], Any] = {}
 
 
 def path_for(model: str) -> Path:
+    """Where a reader trained here for the weights `model` is kept."""
     return home() / "adapters" / f"reader-{model}.safetensors"
 
 
 def load(engine: Any) -> Any:
-    """The reader trained for the engine's weights, or None when there is none."""
-    path = path_for(engine.fingerprint)
-    if not path.is_file():
+    """The reader for the engine's weights: the one trained here, else the one shipped
+    with mempipe (`SHIPPED`); None when there is neither."""
+    trained = path_for(engine.fingerprint)
+    path = next((p for p in (trained, SHIPPED / trained.name) if p.is_file()), None)
+    if path is None:
         return None
     from mempipe.engine.lora import Adapter
 
@@ -78,8 +86,13 @@ def train(memory: Memory, engine: Any = None, count: int = QUESTIONS, epochs: in
     for i, question in enumerate(asked):
         found = [(memory.store, p) for p in memory.recall(question, KS[i % len(KS)])]
         plans.append((question, [p for _, group in widened(found) for p in group]))
-    answers = anyio.run(_teach, engine, plans, _stage(progress, "teacher"))
     model = engine.fingerprint
+    path = path_for(model)
+    taught = path.with_suffix(".teacher.json")  # a killed training keeps its answers
+    answers = _answers_kept(taught, plans)
+    if answers is None:
+        answers = anyio.run(_teach, engine, plans, _stage(progress, "teacher"))
+        _keep_answers(taught, plans, answers)
     blobs, _ = memory.store.kv(list({p.id for _, passages in plans for p in passages}))
     examples = [(kv.framing(question), _loader([blobs[p.id] for p in passages], model),
                  answer) for (question, passages), answer in zip(plans, answers)
@@ -87,10 +100,30 @@ def train(memory: Memory, engine: Any = None, count: int = QUESTIONS, epochs: in
     adapter = engine.new_adapter(rank, {"trained_on": memory.namespace,
                                         "questions": str(len(examples))})
     losses = _interruptible(engine.fit_adapter, adapter, examples, epochs,
-                          progress=_stage(progress, "training"))
-    path = path_for(model)
+                            checkpoint=path.with_suffix(".checkpoint"),
+                            progress=_stage(progress, "training"))
     adapter.save(path)
+    taught.unlink(missing_ok=True)
     return path, losses
+
+
+def _answers_kept(path: Path, plans: list[tuple[str, list[Any]]]) -> list[str] | None:
+    """The teacher's answers kept by an earlier run of this training, if any."""
+    try:
+        kept = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    same = kept.get("plans") == [[q, [p.id for p in passages]] for q, passages in plans]
+    return kept["answers"] if same else None
+
+
+def _keep_answers(path: Path, plans: list[tuple[str, list[Any]]], answers: list[str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps({
+        "plans": [[q, [p.id for p in passages]] for q, passages in plans],
+        "answers": answers}))
+    os.replace(partial, path)
 
 
 async def _teach(engine: Any, plans: list[tuple[str, list[Any]]],
@@ -127,8 +160,8 @@ def _stage(progress: Callable[[str, int, int], None] | None, name: str) -> Any:
     return lambda done, total, *_: progress(name, done, total) if progress else None
 
 
-def _interruptible(fit: Callable[..., list[float]], *args: Any, progress: Any
-                   ) -> list[float]:
+def _interruptible(fit: Callable[..., list[float]], *args: Any, progress: Any,
+                   **options: Any) -> list[float]:
     """`fit` runs on the torch thread; Ctrl-C here stops it at its next step, so the
     process does not wait out the training before it exits."""
     stop = threading.Event()
@@ -139,7 +172,7 @@ def _interruptible(fit: Callable[..., list[float]], *args: Any, progress: Any
         progress(done, total)
 
     try:
-        return fit(*args, progress=step)
+        return fit(*args, progress=step, **options)
     except KeyboardInterrupt:
         stop.set()
         raise

@@ -12,6 +12,7 @@ import time
 import weakref
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -203,11 +204,12 @@ class LocalEngine:
 
     def fit_adapter(self, adapter: Any,
                     examples: list[tuple[list[Message], Callable[[], list[Any]], str]],
-                    epochs: int = 2, lr: float = 5e-4,
-                    progress: Any = None) -> list[float]:
+                    epochs: int = 2, lr: float = 5e-4, progress: Any = None,
+                    checkpoint: Path | None = None) -> list[float]:
         """Train `adapter` to reply each example's answer to its messages, read with the
         memories its loader returns (none: []) where they hold `MEMORIES`; each epoch's
-        mean loss. Memories are loaded when their example is read, never all at once."""
+        mean loss. Memories are loaded when their example is read, never all at once.
+        With `checkpoint`, a killed training goes on from where it was (`training.fit`)."""
         from mempipe.engine.training import Example, fit
 
         self._check_adapter(adapter)
@@ -221,7 +223,7 @@ class LocalEngine:
                 prompt, prefix = self._prompt_ids(messages), lambda: None
             prepared.append(Example(prefix, prompt, self._ids(answer) + end))
         return torch_thread.run(fit, self.batcher.runner, adapter, prepared, epochs, lr,
-                                progress)
+                                progress, 0, checkpoint)
 
     # -- memories (tier 2) -------------------------------------------------------------
 

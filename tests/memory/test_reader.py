@@ -70,3 +70,19 @@ def test_cli_refuses_a_missing_namespace_in_one_line() -> None:
     result = mempipe("memory", "train-reader", "nowhere")
     assert result.returncode != 0
     assert result.stderr.strip() == "mempipe: no such namespace: nowhere"
+
+
+def test_an_interrupted_training_keeps_the_teachers_answers(books, engine) -> None:
+    def stop_in_training(stage: str, done: int, total: int) -> None:
+        if stage == "training":
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        reader.train(books, engine, count=3, epochs=1, rank=2, progress=stop_in_training)
+    path = reader.path_for(engine.fingerprint)
+    assert not path.exists() and path.with_suffix(".teacher.json").is_file()
+    stages = set()
+    reader.train(books, engine, count=3, epochs=1, rank=2,
+                 progress=lambda stage, done, total: stages.add(stage))
+    assert "teacher" not in stages and "training" in stages  # the answers were kept
+    assert path.is_file() and not path.with_suffix(".teacher.json").exists()

@@ -3,6 +3,9 @@ B A x to each projection, only on the rows that carry it, survives a save, and l
 
 from __future__ import annotations
 
+import os
+import signal
+
 import torch
 
 from mempipe.engine.lora import TARGETS, Adapter
@@ -97,3 +100,59 @@ def test_training_an_adapter_lowers_its_loss(engine) -> None:
         optimizer.zero_grad()
         losses.append(float(loss))
     assert losses[-1] < losses[0] - 0.5  # a random model caps how far logits move
+
+
+TRAINING = """
+import os, signal, sys
+from pathlib import Path
+from mempipe.engine import training
+from mempipe.engine.base import Message
+from mempipe.engine.local import LocalEngine
+
+model, checkpoint, out, kill_at = sys.argv[1:]
+training.CHECKPOINT_STEPS = 3
+engine = LocalEngine(model)
+examples = [([Message(role="user", content=f"Say {word}.")], list, word)
+            for word in ("apple", "pear", "plum", "fig", "lime", "kiwi")]
+
+seen = []
+
+def progress(step, steps, loss):
+    seen.append(step)
+    if step == int(kill_at):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+adapter = engine.new_adapter(2)
+losses = engine.fit_adapter(adapter, examples, epochs=2, lr=1e-2, progress=progress,
+                            checkpoint=Path(checkpoint) if checkpoint != "-" else None)
+adapter.save(Path(out))
+print(losses)
+print(seen[0])
+"""
+
+
+def test_a_killed_training_goes_on_from_its_checkpoint_to_the_same_adapter(tiny_model,
+                                                                            tmp_path) -> None:
+    import subprocess
+    import sys
+
+    script, checkpoint = tmp_path / "train.py", tmp_path / "adapter.checkpoint"
+    script.write_text(TRAINING)
+
+    def train(out: str, kill_at: int, resumable: bool = True) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, str(script), str(tiny_model),
+                               str(checkpoint) if resumable else "-", str(tmp_path / out),
+                               str(kill_at)], capture_output=True, text=True,
+                              env={**os.environ, "MEMPIPE_DTYPE": "float32"})
+
+    killed = train("killed.safetensors", kill_at=8)  # of 12 steps, after the one at 6
+    assert killed.returncode == -signal.SIGKILL and checkpoint.is_file()
+    resumed, whole = train("resumed.safetensors", 0), train("whole.safetensors", 0, False)
+    assert resumed.returncode == whole.returncode == 0, resumed.stderr + whole.stderr
+    assert resumed.stdout.split()[-1] == "7" and whole.stdout.split()[-1] == "1"
+    assert resumed.stdout.split()[:-1] == whole.stdout.split()[:-1]  # each epoch's loss
+    assert not checkpoint.exists()
+    a, b = Adapter.load(tmp_path / "resumed.safetensors"), Adapter.load(
+        tmp_path / "whole.safetensors")
+    assert all(torch.equal(a.b[k], b.b[k]) and torch.equal(a.a[k], b.a[k]) for k in a.a)
+    assert any(b.b[k].abs().sum() > 0 for k in b.b)  # it trained
