@@ -14,7 +14,8 @@ included; the text arm prefills the passages); bytes stored per passage token; t
 prefill FLOPs an injected prompt saves (2 x parameters x passage tokens not read).
 The `none` arm reads no passage at all: what the question alone gives. Arms named
 `SETTING+reader` read their memories with the memory reader (memory/reader.py), trained
-first on another book (never the one measured), its training time reported. `default` is
+first on another book (never the one measured), its training time reported, or loaded
+(--reader-book READER.safetensors). `default` is
 the smallest setting within 2 points of text at every k and at least 5x faster to the
 first token; it is what `--tier kv` stores (and reads with the reader if its name says so)."""
 
@@ -41,11 +42,17 @@ READER_SETTINGS = ["int8-128of128-all", "int8-8of128-all"]
 
 
 def train_reader(book: Path, questions: int) -> tuple[object, dict]:
-    """The memory reader trained on `book`, and what training it took."""
+    """The memory reader trained on `book`, and what training it took; or with `book` a
+    trained reader (.safetensors), that one."""
     from mempipe import Item, Memory
     from mempipe.engine import get_engine
+    from mempipe.engine.lora import Adapter
     from mempipe.memory import reader
 
+    if book.suffix == ".safetensors":
+        adapter = Adapter.load(book)
+        return adapter, {"trained_on": adapter.about["trained_on"], "loaded": str(book),
+                         "questions": int(adapter.about["questions"]), "rank": adapter.rank}
     text = book.read_text()
     memory = Memory(book.stem[:60])
     memory.remember(Item(text=text, source=str(book), span=(0, len(text))))
@@ -200,7 +207,8 @@ def main() -> None:
     parser.add_argument("--settings", nargs="+", default=SETTINGS, help="KV settings")
     parser.add_argument("--limit", type=int, help="questions per book")
     parser.add_argument("--reader-book", type=Path,
-                        help="the book the memory reader learns from (default: another one)")
+                        help="the book the memory reader learns from (default: another "
+                        "one), or a reader trained before (.safetensors)")
     parser.add_argument("--reader-settings", nargs="*", default=READER_SETTINGS,
                         help="KV settings also read with the memory reader (none: no reader)")
     parser.add_argument("--reader-questions", type=int, default=300,

@@ -278,11 +278,22 @@ class LlamaRunner:
             h = self.finish(block, h, grouped_attend(weights, v))
         return keys, values, torch.stack(received, 1)
 
-    def rotate(self, keys: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        """Keys (..., t, d) rotated at `positions` (..., t)."""
-        cos, sin = self.rotary(self.embed[:1], positions.reshape(1, -1))
-        shape = (*positions.shape, -1)
-        return _rotate(keys, cos.view(shape).to(keys.dtype), sin.view(shape).to(keys.dtype))
+    def rotate(self, keys: torch.Tensor, positions: torch.Tensor,
+               table: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """Keys (..., t, d) rotated at `positions` (..., t); `table` is `rotations(n)` for
+        positions below n, computed once for many rotations."""
+        if table is not None:
+            cos, sin = table[0][positions], table[1][positions]
+        else:
+            cos, sin = self.rotary(self.embed[:1], positions.reshape(1, -1))
+            shape = (*positions.shape, -1)
+            cos, sin = cos.view(shape), sin.view(shape)
+        return _rotate(keys, cos.to(keys.dtype), sin.to(keys.dtype))
+
+    def rotations(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The rotary angles' cosines and sines (n, d) of positions 0..n-1."""
+        cos, sin = self.rotary(self.embed[:1], torch.arange(n, device=self.device)[None])
+        return cos[0].to(self.dtype), sin[0].to(self.dtype)
 
     def project(self, block: Block, h: torch.Tensor, adapters: RowAdapters = (),
                 layer: int = 0) -> tuple[torch.Tensor, ...]:

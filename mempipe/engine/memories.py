@@ -68,26 +68,29 @@ def read_passages(runner: LlamaRunner, head: list[int], passages: list[list[int]
 def build_prefix(runner: LlamaRunner, head: tuple[list[torch.Tensor], list[torch.Tensor]],
                  memories: list[KVMemory]) -> Prefix:
     """The cache prefix for a head (its rotated keys and values per layer) followed by
-    `memories` in order, each rotated to the positions it now takes."""
+    `memories` in order, each rotated to the positions it now takes: per layer, every
+    memory in one rotation, from one table of angles (computing them per memory and
+    layer took a third of the time to the first token)."""
     head_keys, head_values = head
     length = head_keys[0].shape[1]
     layers = min(m.layers for m in memories)
+    starts = [length + sum(m.tokens for m in memories[:i]) for i in range(len(memories))]
+    span = length + sum(m.tokens for m in memories)
+    table = runner.rotations(span)
     keys, values = [], []
     for layer in range(len(runner.blocks)):
-        k, v = [head_keys[layer]], [head_values[layer]]
-        at = length
-        for memory in memories:
-            if layer < layers:
-                where = memory.positions[layer].to(runner.device) + at
-                k.append(runner.rotate(memory.keys[layer].to(runner.dtype), where))
-                v.append(memory.values[layer].to(runner.dtype))
-            else:  # unseen by this layer (masked); zeros keep the slots in step
-                k.append(torch.zeros_like(memory.keys[0], dtype=runner.dtype))
-                v.append(torch.zeros_like(memory.values[0], dtype=runner.dtype))
-            at += memory.tokens
-        keys.append(torch.cat(k, dim=1))
-        values.append(torch.cat(v, dim=1))
-    return Prefix(keys=keys, values=values, head=length, span=at, layers=layers)
+        if layer < layers:
+            where = torch.cat([m.positions[layer] + at for m, at in zip(memories, starts)], -1)
+            k = runner.rotate(torch.cat([m.keys[layer] for m in memories], 1).to(runner.dtype),
+                              where.to(runner.device), table)
+            v = torch.cat([m.values[layer] for m in memories], 1).to(runner.dtype)
+        else:  # unseen by this layer (masked); zeros keep the slots in step
+            slots = sum(m.keys[0].shape[1] for m in memories)
+            shape = (*memories[0].keys[0].shape[:1], slots, memories[0].keys[0].shape[-1])
+            k = v = torch.zeros(shape, dtype=runner.dtype, device=runner.device)
+        keys.append(torch.cat([head_keys[layer], k], dim=1))
+        values.append(torch.cat([head_values[layer], v], dim=1))
+    return Prefix(keys=keys, values=values, head=length, span=span, layers=layers)
 
 
 def read_head(runner: LlamaRunner, head: list[int]
