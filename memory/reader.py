@@ -15,7 +15,6 @@ import json
 import os
 import random
 import re
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ import anyio
 from mempipe.config import home
 from mempipe.errors import UsageError
 from mempipe.memory import Memory, kv
+from mempipe.pipes.progress import staged
 
 QUESTIONS, EPOCHS, RANK, LR = 300, 2, 16, 5e-4  # 12 minutes on a 2-core CPU, see bench
 TEACHER_TOKENS = 16
@@ -81,7 +81,7 @@ def train(memory: Memory, engine: Any = None, count: int = QUESTIONS, epochs: in
     asked = questions(memory, count)
     if not asked:
         raise UsageError(f"{memory.namespace} holds no passages to train a reader on")
-    memory.encode_kv(engine, progress=_stage(progress, "memories"))
+    memory.encode_kv(engine, progress=staged(progress, "memories"))
     plans = []
     for i, question in enumerate(asked):
         found = [(memory.store, p) for p in memory.recall(question, KS[i % len(KS)])]
@@ -91,7 +91,7 @@ def train(memory: Memory, engine: Any = None, count: int = QUESTIONS, epochs: in
     taught = path.with_suffix(".teacher.json")  # a killed training keeps its answers
     answers = _answers_kept(taught, plans)
     if answers is None:
-        answers = anyio.run(_teach, engine, plans, _stage(progress, "teacher"))
+        answers = anyio.run(_teach, engine, plans, staged(progress, "teacher"))
         _keep_answers(taught, plans, answers)
     blobs, _ = memory.store.kv(list({p.id for _, passages in plans for p in passages}))
     examples = [(kv.framing(question), _loader([blobs[p.id] for p in passages], model),
@@ -99,9 +99,9 @@ def train(memory: Memory, engine: Any = None, count: int = QUESTIONS, epochs: in
                 if all(p.id in blobs for p in passages)]
     adapter = engine.new_adapter(rank, {"trained_on": memory.namespace,
                                         "questions": str(len(examples))})
-    losses = _interruptible(engine.fit_adapter, adapter, examples, epochs,
-                            checkpoint=path.with_suffix(".checkpoint"),
-                            progress=_stage(progress, "training"))
+    losses = engine.fit_adapter(adapter, examples, epochs, LR,
+                                progress=staged(progress, "training"),
+                                checkpoint=path.with_suffix(".checkpoint"))
     adapter.save(path)
     taught.unlink(missing_ok=True)
     return path, losses
@@ -154,25 +154,3 @@ async def _teach(engine: Any, plans: list[tuple[str, list[Any]]],
 def _loader(blobs: list[bytes], model: str) -> Callable[[], list[Any]]:
     """Loads the memories when called: loaded, an example's take tens of MB."""
     return lambda: [kv.load(blob, model) for blob in blobs]
-
-
-def _stage(progress: Callable[[str, int, int], None] | None, name: str) -> Any:
-    return lambda done, total, *_: progress(name, done, total) if progress else None
-
-
-def _interruptible(fit: Callable[..., list[float]], *args: Any, progress: Any,
-                   **options: Any) -> list[float]:
-    """`fit` runs on the torch thread; Ctrl-C here stops it at its next step, so the
-    process does not wait out the training before it exits."""
-    stop = threading.Event()
-
-    def step(done: int, total: int, loss: float) -> None:
-        if stop.is_set():
-            raise KeyboardInterrupt
-        progress(done, total)
-
-    try:
-        return fit(*args, progress=step, **options)
-    except KeyboardInterrupt:
-        stop.set()
-        raise

@@ -135,6 +135,11 @@ def test_cli_answers_from_key_value_memories(home: Path) -> None:
     assert result.returncode == 0, result.stderr
     answer = json.loads(result.stdout)
     assert "queen" in answer["text"].lower() and answer["meta"]["tier"] == "kv", answer
+    # read with the memory reader shipped for these very weights
+    from mempipe.memory import reader
+
+    assert (reader.SHIPPED / reader.path_for(get_engine().fingerprint).name).is_file()
+    assert "no memory reader" not in result.stderr
 
 
 def test_who_said_accuracy_on_alice_from_key_value_memories(home: Path) -> None:
@@ -168,10 +173,31 @@ def test_cli_trains_a_memory_reader_that_ask_then_reads_with(home: Path, tmp_pat
     assert last < first, trained.stderr
     path = reader.path_for(get_engine().fingerprint)
     try:
-        assert path.is_file()
+        assert reader.load(get_engine()).about["trained_on"] == "pride-kv"  # not the shipped
         result = mempipe("ask 'Who said \"I hope Mr. Bingley will like it\"?' --from pride-kv "
                          "--tier kv")
         assert result.returncode == 0 and result.stdout.strip(), result.stderr
-        assert "no memory reader" not in result.stderr
     finally:
         path.unlink(missing_ok=True)  # the other tests read memories without it
+
+
+def test_cli_trains_a_namespace_adapter_that_answers_closed_book(home: Path,
+                                                                   tmp_path: Path) -> None:
+    """Tier 3 end to end, small: memory train on a slice of a book, then ask --tier params
+    answers most of the who-said facts it learned with nothing recalled."""
+    from mempipe.memory import params
+
+    book = tmp_path / "alice.txt"
+    book.write_text(ALICE.read_text()[:20_000])
+    assert mempipe(f"read {book} | remember --into alice-params").returncode == 0
+    trained = mempipe("memory", "train", "alice-params", "--questions", "8", "--epochs", "4",
+                      "--rank", "8")
+    assert trained.returncode == 0, trained.stderr
+    kept = params.path_for("alice-params", get_engine().fingerprint).with_suffix(".facts.jsonl")
+    facts = [json.loads(line) for line in kept.read_text().splitlines()[1:]]
+    who = [f for f in facts if f["question"].startswith("Who said") and f["answer"]]
+    assert len(who) >= 4, facts
+    answers = [ask(f["question"], from_="alice-params", tier="params").run(engine=get_engine())
+               for f in who]
+    right = [f["answer"].lower() in a.lower() for f, a in zip(who, answers)]
+    assert sum(right) >= len(who) / 2, list(zip(who, answers))
