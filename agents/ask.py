@@ -12,7 +12,7 @@ from pydantic import Field
 from mempipe.agents.base import ReduceAgent
 from mempipe.engine.base import GLOBAL_TOKENS
 from mempipe.errors import UsageError
-from mempipe.memory import kv, reader
+from mempipe.memory import Memory, kv, params, reader
 from mempipe.memory.query import phrases
 from mempipe.memory.store import Passage, Store
 from mempipe.pipes.answers import MAX_OPTIONS, asks_for_someone, names
@@ -38,9 +38,10 @@ class Ask(ReduceAgent):
                               description="namespaces to recall from (comma-separated)")
     k: int = Field(default=5, ge=1, le=50, description="passages to recall")
     max_tokens: int = Field(default=128, ge=1, description="length of the answer, tokens")
-    tier: Literal["text", "kv"] = Field(
+    tier: Literal["text", "kv", "params"] = Field(
         default="text", description="read recalled passages as text, or as the key/value "
-        "memories stored by remember --tier kv (no prefill)")
+        "memories stored by remember --tier kv (no prefill); or recall nothing and answer "
+        "with the adapter mempipe memory train made of the namespace")
     reretrieve: int = Field(
         default=0, ge=0, description="with --tier kv: recall again every N tokens written, "
         "for the question and the answer so far, and go on from those memories (0: never)")
@@ -50,20 +51,23 @@ class Ask(ReduceAgent):
 
     @property
     def needs_input(self) -> bool:
-        return self.from_ is None or self.stream_context
+        return (self.from_ is None and self.tier != "params") or self.stream_context
 
     async def reduce(self, items: AsyncIterator[Item], ctx: Context) -> AsyncIterator[Item]:
         piped = []
         async for item in items:
             ctx.scratch.add(item)
             piped.append(item)
+        if self.reretrieve and self.tier != "kv":
+            raise UsageError("--reretrieve swaps key/value memories: use it with --tier kv")
         if self.stream_context:
             yield await self._read_whole(piped, ctx)
             return
+        if self.tier == "params":
+            yield await self._from_params(ctx)
+            return
         if self.from_ is None and not ctx.scratch:
             raise UsageError("nothing to answer from")
-        if self.reretrieve and self.tier != "kv":
-            raise UsageError("--reretrieve swaps key/value memories: use it with --tier kv")
         if self.tier == "kv" and self.from_ is None:
             raise UsageError("--tier kv reads a namespace's memories: name it with --from")
         groups = await anyio.to_thread.run_sync(self._recall, ctx)
@@ -132,6 +136,28 @@ class Ask(ReduceAgent):
                 sources.append({"source": c.source, "span": c.span})
         return Item.combined(answer, contexts, question=self.question, sources=sources,
                              tier="kv")
+
+    async def _from_params(self, ctx: Context) -> Item:
+        """The answer from the namespace's adapter (tier 3): nothing recalled, nothing
+        read, so it comes as fast as a question alone."""
+        store = Store()
+        names = store.existing(self.from_) if self.from_ is not None else []
+        if len(names) != 1:
+            raise UsageError("--tier params answers from one namespace's adapter: name it "
+                             "with --from")
+        engine = kv.engine_for_kv(ctx.engine)
+        memory = Memory(names[0], store)
+        adapter, stale = await anyio.to_thread.run_sync(params.load, memory, engine)
+        if adapter is None:
+            raise UsageError(f"{names[0]} has no adapter for this model: mempipe memory train "
+                             f"{names[0]}")
+        if stale:
+            ctx.warn(f"{names[0]} has changed since its adapter was trained: mempipe memory "
+                     f"train {names[0]}")
+        answer = await ctx.generate(params.PROMPT.format(question=self.question),
+                                    system=SYSTEM, max_tokens=self.max_tokens, adapter=adapter)
+        return Item(text=answer, source=names[0],
+                    meta={"question": self.question, "tier": "params"})
 
     async def _reading(self, groups: list[tuple[Store, list[Passage]]], model: str,
                        reserved: int, ctx: Context, warn: bool = False

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
+from typing import Any
 
 import click
 
@@ -109,7 +111,29 @@ def import_(namespace: str, file) -> None:
 def train_reader(namespace: str, questions: int, epochs: int, rank: int) -> None:
     """Teach the model to read key/value memories (--tier kv) as well as text, learning
     from NAMESPACE's passages; once trained, every namespace's memories are read with it."""
-    from mempipe.memory import Memory, reader
+    from mempipe.memory import reader
+
+    _train("the memory reader", reader.train, namespace, questions, epochs, rank)
+
+
+@memory.command("train")
+@click.argument("namespace")
+@click.option("--questions", default=300, show_default=True,
+              help="Facts asked of the namespace (each learned in a few wordings).")
+@click.option("--epochs", default=3, show_default=True, help="Passes over them.")
+@click.option("--rank", default=16, show_default=True, help="The adapter's LoRA rank.")
+def train(namespace: str, questions: int, epochs: int, rank: int) -> None:
+    """Train an adapter on what NAMESPACE holds, so that ask --tier params answers from it
+    with nothing recalled. Killed, it goes on from its last checkpoint when run again."""
+    from mempipe.memory import params
+
+    _train(f"{namespace}'s adapter", params.train, namespace, questions, epochs, rank)
+
+
+def _train(what: str, train: Callable[..., Any], namespace: str, questions: int, epochs: int,
+           rank: int) -> None:
+    """Run one of the trainings, its stages as progress bars, and say what it learned."""
+    from mempipe.memory import Memory
     from mempipe.pipes.progress import Progress
 
     if min(questions, epochs, rank) < 1:
@@ -121,11 +145,10 @@ def train_reader(namespace: str, questions: int, epochs: int, rank: int) -> None
 
         def report(stage: str, done: int, total: int) -> None:
             if stage not in bars:
-                bars[stage] = progress.counted(f"reader: {stage}")
+                bars[stage] = progress.counted(f"{what}: {stage}")
             bars[stage](done, total)
 
-        path, losses = reader.train(Memory(namespace, store), count=questions, epochs=epochs,
-                                  rank=rank, progress=report)
+        path, losses = train(Memory(namespace, store), count=questions, epochs=epochs,
+                             rank=rank, progress=report)
     trend = " -> ".join(f"{loss:.3f}" for loss in losses)
-    click.echo(f"trained the memory reader on {namespace} (loss by epoch {trend}): {path}",
-               err=True)
+    click.echo(f"trained {what} on {namespace} (loss by epoch {trend}): {path}", err=True)

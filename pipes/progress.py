@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 
@@ -71,3 +72,10 @@ class Counted:
     def done(self) -> None:
         if self._task is not None:
             self._task.done()
+
+
+def staged(progress: Callable[[str, int, int], None] | None, stage: str
+           ) -> Callable[..., None]:
+    """A `(done, total, ...)` callback that reports to `progress` as `stage`: one progress
+    for work done in stages."""
+    return lambda done, total, *_: progress(stage, done, total) if progress else None

@@ -209,7 +209,8 @@ class LocalEngine:
         """Train `adapter` to reply each example's answer to its messages, read with the
         memories its loader returns (none: []) where they hold `MEMORIES`; each epoch's
         mean loss. Memories are loaded when their example is read, never all at once.
-        With `checkpoint`, a killed training goes on from where it was (`training.fit`)."""
+        With `checkpoint`, a killed training goes on from where it was (`training.fit`);
+        Ctrl-C stops it at its next step rather than after the whole training."""
         from mempipe.engine.training import Example, fit
 
         self._check_adapter(adapter)
@@ -222,8 +223,20 @@ class LocalEngine:
             else:
                 prompt, prefix = self._prompt_ids(messages), lambda: None
             prepared.append(Example(prefix, prompt, self._ids(answer) + end))
-        return torch_thread.run(fit, self.batcher.runner, adapter, prepared, epochs, lr,
-                                progress, 0, checkpoint)
+        stop = threading.Event()  # Ctrl-C here stops the torch thread at its next step
+
+        def step(done: int, total: int, loss: float) -> None:
+            if stop.is_set():
+                raise KeyboardInterrupt
+            if progress is not None:
+                progress(done, total, loss)
+
+        try:
+            return torch_thread.run(fit, self.batcher.runner, adapter, prepared, epochs, lr,
+                                    step, 0, checkpoint)
+        except KeyboardInterrupt:
+            stop.set()
+            raise
 
     # -- memories (tier 2) -------------------------------------------------------------
 

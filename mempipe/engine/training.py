@@ -41,6 +41,8 @@ def fit(runner: LlamaRunner, adapter: Adapter, examples: list[Example], epochs: 
     `checkpoint`, the training's whole state is written there every `every` steps and a
     run that finds a checkpoint of the same training goes on from it, to the same
     result: a killed training loses at most `every` steps. It is removed at the end."""
+    if not examples:
+        raise ValueError("no examples to train on")
     params, every = adapter.parameters(), every or CHECKPOINT_STEPS
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     steps = epochs * len(examples)

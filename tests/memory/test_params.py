@@ -1,0 +1,64 @@
+"""Tier 3 on the tiny random model: facts are asked of a namespace and kept, its adapter is
+trained and saved apart from every other namespace's, ask --tier params answers with it
+and says when it is stale, and what cannot be trained says so."""
+
+from __future__ import annotations
+
+import pytest
+
+from mempipe import Memory, ask
+from mempipe.errors import StageError, UsageError
+from mempipe.memory import params
+
+TEXT = ('"Off with his head, and be quick about it," said the Queen to the Knave. '
+        'Alice looked at the Gryphon, who was asleep. "I never heard of such a thing in '
+        'all my life," said Alice. ') * 6
+
+
+def test_each_fact_is_learned_in_several_wordings() -> None:
+    assert params.forms('Who said "Off with his head"?') == [
+        'Who said "Off with his head"?', 'Which character says "Off with his head"?',
+        'Whose words are "Off with his head"?']
+    assert params.forms("What does the text say about Gryphon?")[1:] == [
+        "Who is Gryphon?", "Tell me about Gryphon."]
+    assert params.forms("Why?") == ["Why?"]
+
+
+def test_a_namespace_trains_its_own_adapter_that_ask_answers_with(engine, capsys) -> None:
+    books, other = Memory("books"), Memory("other")
+    books.remember(TEXT)
+    other.remember(TEXT.replace("Queen", "King"))
+    question = 'Who said "Off with his head"?'
+    with pytest.raises(StageError, match="no adapter for this model: mempipe memory train"):
+        ask(question, from_="books", tier="params").pipeline().run(engine=engine)
+    stages = set()
+    path, losses = params.train(books, engine, count=4, epochs=2, rank=2,
+                                progress=lambda stage, done, total: stages.add(stage))
+    assert stages == {"facts", "training"} and len(losses) == 2
+    facts = path.with_suffix(".facts.jsonl").read_text().splitlines()
+    assert len(facts) == 1 + 4 and 'Who said \\"' in "".join(facts)
+    other_path, _ = params.train(other, engine, count=2, epochs=1, rank=2)
+    assert other_path != path and path.is_file() and other_path.is_file()
+    adapter, stale = params.load(books, engine)
+    assert adapter.about["namespace"] == "books" and not stale
+    [answer] = ask(question, from_="books", tier="params").pipeline().items(engine=engine)
+    assert answer.meta["tier"] == "params" and answer.text
+    assert "changed since" not in capsys.readouterr().err
+    books.remember("The Hatter said nothing at all.")
+    ask(question, from_="books", tier="params").pipeline().run(engine=engine)
+    assert "books has changed since its adapter was trained" in capsys.readouterr().err
+    stages.clear()
+    params.train(Memory("other"), engine, count=2, epochs=1, rank=2,
+                 progress=lambda stage, done, total: stages.add(stage))
+    assert stages == {"training"}  # a retrain reads the facts it kept
+
+
+def test_what_cannot_be_trained_or_asked_says_so(engine) -> None:
+    for name in ("plain", "plain2"):
+        Memory(name).remember("nothing to ask about here at all.")
+    with pytest.raises(UsageError, match="holds no passages to learn facts from"):
+        params.train(Memory("plain"), engine, count=3)
+    with pytest.raises(StageError, match="one namespace's adapter"):
+        ask("Who?", from_="plain,plain2", tier="params").pipeline().run(engine=engine)
+    with pytest.raises(StageError, match="no such namespace: nowhere"):
+        ask("Who?", from_="nowhere", tier="params").pipeline().run(engine=engine)
