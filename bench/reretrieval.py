@@ -3,13 +3,13 @@ written answers from key/value memories, recalled once, or again every N tokens 
 question and the answer so far (`ask --tier kv --reretrieve N`).
 
     python bench/reretrieval.py --json [--book PATH --qa PATH] [--every 0 16 64]
-                                [--tokens 96] [--limit N]
+                                [--tokens 96] [--limit N] [--reader PATH]
 
 Each who-said quote becomes a question that asks for a written account of its scene
 (`QUESTION`), so the model writes rather than chooses a name; an account is right when it
 names the speaker. Per arm (N = 0: recall once): that accuracy, the mean seconds per
-answer, and the mean passages read. Memories are read as `ask` reads them: with the memory
-reader shipped for the default model (memory/reader.py)."""
+answer, and the mean passages read. Memories are read as `ask` reads them: with --reader,
+with that trained memory reader (memory/reader.py); without, untrained."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import statistics
 import sys
 import time
@@ -76,12 +77,16 @@ def main() -> None:
                         help="tokens written between recalls (0: recall once)")
     parser.add_argument("--tokens", type=int, default=96, help="tokens each answer writes")
     parser.add_argument("--limit", type=int, help="questions per book")
+    parser.add_argument("--reader", type=Path, help="a trained memory reader to read with")
     args = parser.parse_args()
     os.environ["MEMPIPE_HOME"] = isolated_home()
     from mempipe.engine import get_engine
     from mempipe.memory import reader
 
     engine = get_engine()
+    if args.reader:  # where ask looks for it, in the benchmark's own home
+        reader.path_for(engine.fingerprint).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(args.reader, reader.path_for(engine.fingerprint))
     pairs = ([(args.book, args.qa)] if args.book else
              [(DATA / (qa.name.split(".")[0] + ".txt"), qa) for qa in sorted(DATA.glob("qa/*"))])
     books = {book.stem: run_book(book, qa, args.every, args.tokens, args.limit)

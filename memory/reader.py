@@ -31,9 +31,6 @@ TEACHER_TOKENS = 16
 KS = (3, 5)  # recalled passages per question, as ask reads them
 _QUOTE = re.compile(r'["“]([^"”\n]{25,140}?)[,.!?]?["”]')
 _NAME = re.compile(r"(?<=[a-z,;] )[A-Z][a-z]{2,}(?: [A-Z][a-z]{2,})?")
-# The reader for the default model, trained on Pride and Prejudice (`mempipe memory
-# train-reader` with the defaults above reproduces it; docs/benchmarks.md has its figures).
-SHIPPED = Path(__file__).parent / "readers"
 _loaded: dict[tuple[Path, float], Any] = {}
 
 
@@ -43,11 +40,9 @@ def path_for(model: str) -> Path:
 
 
 def load(engine: Any) -> Any:
-    """The reader for the engine's weights: the one trained here, else the one shipped
-    with mempipe (`SHIPPED`); None when there is neither."""
-    trained = path_for(engine.fingerprint)
-    path = next((p for p in (trained, SHIPPED / trained.name) if p.is_file()), None)
-    if path is None:
+    """The reader trained for the engine's weights, or None when there is none."""
+    path = path_for(engine.fingerprint)
+    if not path.is_file():
         return None
     from mempipe.engine.lora import Adapter
 

@@ -135,11 +135,6 @@ def test_cli_answers_from_key_value_memories(home: Path) -> None:
     assert result.returncode == 0, result.stderr
     answer = json.loads(result.stdout)
     assert "queen" in answer["text"].lower() and answer["meta"]["tier"] == "kv", answer
-    # read with the memory reader shipped for these very weights
-    from mempipe.memory import reader
-
-    assert (reader.SHIPPED / reader.path_for(get_engine().fingerprint).name).is_file()
-    assert "no memory reader" not in result.stderr
 
 
 def test_who_said_accuracy_on_alice_from_key_value_memories(home: Path) -> None:
@@ -173,10 +168,11 @@ def test_cli_trains_a_memory_reader_that_ask_then_reads_with(home: Path, tmp_pat
     assert last < first, trained.stderr
     path = reader.path_for(get_engine().fingerprint)
     try:
-        assert reader.load(get_engine()).about["trained_on"] == "pride-kv"  # not the shipped
+        assert reader.load(get_engine()).about["trained_on"] == "pride-kv"
         result = mempipe("ask 'Who said \"I hope Mr. Bingley will like it\"?' --from pride-kv "
                          "--tier kv")
         assert result.returncode == 0 and result.stdout.strip(), result.stderr
+        assert "no memory reader" not in result.stderr
     finally:
         path.unlink(missing_ok=True)  # the other tests read memories without it
 
