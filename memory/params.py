@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +22,7 @@ import anyio
 from mempipe.config import home
 from mempipe.engine.base import Message
 from mempipe.errors import UsageError
+from mempipe.files import write_atomically
 from mempipe.memory import Memory, kv, reader
 from mempipe.pipes.progress import staged
 
@@ -148,9 +148,6 @@ def _kept(path: Path, made_from: str, count: int) -> list[tuple[str, str]] | Non
 
 
 def _keep(path: Path, made_from: str, count: int, pairs: list[tuple[str, str]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
     rows = [{"content": made_from, "questions": count}]
     rows += [{"question": q, "answer": a} for q, a in pairs]
-    partial.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    os.replace(partial, path)
+    write_atomically(path, lambda to: to.write_text("".join(json.dumps(r) + "\n" for r in rows)))

@@ -12,7 +12,6 @@ serves every namespace, and `ask --tier kv` reads with it when it exists."""
 from __future__ import annotations
 
 import json
-import os
 import random
 import re
 from collections.abc import Callable
@@ -23,6 +22,7 @@ import anyio
 
 from mempipe.config import home
 from mempipe.errors import UsageError
+from mempipe.files import write_atomically
 from mempipe.memory import Memory, kv
 from mempipe.pipes.progress import staged
 
@@ -113,12 +113,9 @@ def _answers_kept(path: Path, plans: list[tuple[str, list[Any]]]) -> list[str] |
 
 
 def _keep_answers(path: Path, plans: list[tuple[str, list[Any]]], answers: list[str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps({
-        "plans": [[q, [p.id for p in passages]] for q, passages in plans],
-        "answers": answers}))
-    os.replace(partial, path)
+    kept = {"plans": [[q, [p.id for p in passages]] for q, passages in plans],
+            "answers": answers}
+    write_atomically(path, lambda to: to.write_text(json.dumps(kept)))
 
 
 async def _teach(engine: Any, plans: list[tuple[str, list[Any]]],

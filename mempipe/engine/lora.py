@@ -72,16 +72,15 @@ class Adapter:
         """Written whole to a temporary file, then renamed: a crash leaves the old one."""
         from safetensors.torch import save_file
 
+        from mempipe.files import write_atomically
+
         tensors = {f"a.{k}": v.detach().to(torch.bfloat16).contiguous()
                    for k, v in self.a.items()}
         tensors |= {f"b.{k}": v.detach().to(torch.bfloat16).contiguous()
                     for k, v in self.b.items()}
         meta = {"rank": str(self.rank), "scale": str(self.scale), "model": self.model,
                 **self.about}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(".partial")
-        save_file(tensors, str(partial), metadata=meta)
-        partial.replace(path)
+        write_atomically(path, lambda to: save_file(tensors, str(to), metadata=meta))
 
     @classmethod
     def load(cls, path: Path) -> Adapter:

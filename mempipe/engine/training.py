@@ -4,7 +4,6 @@ exactly what it will read when served: the same cache, prefixes and memories."""
 from __future__ import annotations
 
 import hashlib
-import os
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ import torch.nn.functional as F
 
 from mempipe.engine.llama import LlamaRunner, Prefix
 from mempipe.engine.lora import Adapter
+from mempipe.files import write_atomically
 
 WARMUP = 20  # steps of rising learning rate before it falls linearly to zero
 CHECKPOINT_STEPS = 50  # about half a minute of training on a 2-core CPU
@@ -120,10 +120,7 @@ def _resumed(checkpoint: Path | None, signature: str, params: list[torch.Tensor]
 
 def _save(path: Path, state: dict[str, Any]) -> None:
     """Written whole, then renamed: a kill mid-write leaves the last checkpoint."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    torch.save(state, partial)
-    os.replace(partial, path)
+    write_atomically(path, lambda to: torch.save(state, to))
 
 
 def _loss(work: LlamaRunner, adapter: Adapter, example: Example) -> torch.Tensor:
