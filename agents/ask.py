@@ -3,6 +3,7 @@ bear on the question, answer from those in a tight context, cite what was used."
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar, Literal
 
@@ -38,10 +39,12 @@ class Ask(ReduceAgent):
                               description="namespaces to recall from (comma-separated)")
     k: int = Field(default=5, ge=1, le=50, description="passages to recall")
     max_tokens: int = Field(default=128, ge=1, description="length of the answer, tokens")
-    tier: Literal["text", "kv", "params"] = Field(
-        default="text", description="read recalled passages as text, or as the key/value "
-        "memories stored by remember --tier kv (no prefill); or recall nothing and answer "
-        "with the adapter mempipe memory train made of the namespace")
+    tier: Literal["auto", "text", "kv", "params"] = Field(
+        default="auto", description="params: answer with the adapter mempipe memory train "
+        "made of the namespace, nothing recalled; kv: read the recalled passages' key/value "
+        "memories (remember --tier kv), no prefill; text: read them as text; auto: the "
+        "adapter when it is sure, else memories when every recalled passage has one and a "
+        "memory reader is trained, else text")
     reretrieve: int = Field(
         default=0, ge=0, description="with --tier kv: recall again every N tokens written, "
         "for the question and the answer so far, and go on from those memories (0: never)")
@@ -64,7 +67,11 @@ class Ask(ReduceAgent):
             yield await self._read_whole(piped, ctx)
             return
         if self.tier == "params":
-            yield await self._from_params(ctx)
+            yield await self._from_params(ctx, await self._adapted(ctx, strict=True))
+            return
+        adapted = await self._adapted(ctx) if self.tier == "auto" else None
+        if adapted and (sure := await self._from_params(ctx, adapted, sure=True)):
+            yield sure
             return
         if self.from_ is None and not ctx.scratch:
             raise UsageError("nothing to answer from")
@@ -74,9 +81,10 @@ class Ask(ReduceAgent):
         if not groups:
             raise UsageError(f"nothing in {self.from_ or 'the input'} bears on the question")
         contexts = [joined(group) for _, group in groups]
-        if self.tier == "kv":
+        if self.tier == "kv" or (self.tier == "auto" and await self._kv_ready(groups, ctx)):
             yield await self._from_memories(groups, contexts, ctx)
             return
+        ctx.note("answered from text")
         windows = best_windows(self.question, contexts)
         if phrases(self.question):
             evidence = self._fit(windows[:1], ctx)
@@ -134,30 +142,68 @@ class Ask(ReduceAgent):
             if (c.source, c.span) not in seen:
                 seen.add((c.source, c.span))
                 sources.append({"source": c.source, "span": c.span})
+        ctx.note("answered from kv" + (" with the memory reader" if adapter else ""))
         return Item.combined(answer, contexts, question=self.question, sources=sources,
                              tier="kv")
 
-    async def _from_params(self, ctx: Context) -> Item:
-        """The answer from the namespace's adapter (tier 3): nothing recalled, nothing
-        read, so it comes as fast as a question alone."""
+    async def _adapted(self, ctx: Context, strict: bool = False) -> tuple[str, Any] | None:
+        """The namespace --from names and its adapter: for --tier params (`strict`: what
+        is missing is an error) or to try first (None when there is no fresh one)."""
         store = Store()
         names = store.existing(self.from_) if self.from_ is not None else []
-        if len(names) != 1:
-            raise UsageError("--tier params answers from one namespace's adapter: name it "
-                             "with --from")
+        if len(names) != 1 or not (strict or hasattr(ctx.engine, "read_passages")):
+            if strict:
+                raise UsageError("--tier params answers from one namespace's adapter: name "
+                                 "it with --from")
+            return None
         engine = kv.engine_for_kv(ctx.engine)
-        memory = Memory(names[0], store)
-        adapter, stale = await anyio.to_thread.run_sync(params.load, memory, engine)
-        if adapter is None:
+        adapter, stale = await anyio.to_thread.run_sync(params.load, Memory(names[0], store),
+                                                        engine)
+        if adapter is None and strict:
             raise UsageError(f"{names[0]} has no adapter for this model: mempipe memory train "
                              f"{names[0]}")
-        if stale:
+        if stale and strict:
             ctx.warn(f"{names[0]} has changed since its adapter was trained: mempipe memory "
                      f"train {names[0]}")
-        answer = await ctx.generate(params.PROMPT.format(question=self.question),
-                                    system=SYSTEM, max_tokens=self.max_tokens, adapter=adapter)
-        return Item(text=answer, source=names[0],
-                    meta={"question": self.question, "tier": "params"})
+        elif stale:
+            ctx.note(f"{names[0]}'s adapter is stale, so not asked")
+            return None
+        return (names[0], adapter) if adapter is not None else None
+
+    async def _from_params(self, ctx: Context, adapted: tuple[str, Any],
+                           sure: bool = False) -> Item | None:
+        """The answer from the namespace's adapter (tier 3): nothing recalled, nothing
+        read, so it comes as fast as a question alone. With `sure`, only an answer the
+        adapter gives with confidence (the mean probability of its tokens) is returned."""
+        name, adapter = adapted
+        prompt = params.PROMPT.format(question=self.question)
+        answer = await ctx.generate(prompt, system=SYSTEM, max_tokens=self.max_tokens,
+                                    adapter=adapter)
+        said = "answered from params"
+        if sure:
+            scores = await ctx.choose(prompt, [answer], system=SYSTEM, adapter=adapter)
+            confidence = math.exp(scores[0]) if answer.strip() else 0.0
+            if confidence < params.CONFIDENT:
+                ctx.note(f"the adapter was unsure ({confidence:.2f}), so recalled")
+                return None
+            said += f" (confidence {confidence:.2f})"
+        ctx.note(said)
+        return Item(text=answer, source=name, meta={"question": self.question,
+                                                    "tier": "params"})
+
+    async def _kv_ready(self, groups: list[tuple[Store, list[Passage]]], ctx: Context) -> bool:
+        """Whether memories should be read in place of text: every recalled passage has
+        one from these weights and a memory reader is trained (without one, text reads
+        better)."""
+        if self.from_ is None or ctx.scratch or not hasattr(ctx.engine, "read_passages"):
+            return False
+        engine = ctx.engine
+        model = await anyio.to_thread.run_sync(lambda: engine.fingerprint)
+        if await anyio.to_thread.run_sync(reader.load, engine) is None:
+            return False
+        store = groups[0][0]
+        held = await anyio.to_thread.run_sync(store.kv_held, store.existing(self.from_))
+        return all(held.get(p.id, (0, ""))[1] == model for _, group in groups for p in group)
 
     async def _reading(self, groups: list[tuple[Store, list[Passage]]], model: str,
                        reserved: int, ctx: Context, warn: bool = False

@@ -92,7 +92,7 @@ def run_book(book: Path, qa: Path, limit: int | None, truncate_limit: int,
     mine, seconds = [], []
     for n, q in enumerate(questions, 1):
         started = time.perf_counter()
-        answer = ask(q["question"], from_=namespace).pipeline().run(engine=engine)
+        answer = ask(q["question"], from_=namespace, tier="text").pipeline().run(engine=engine)
         seconds.append(time.perf_counter() - started)
         mine.append(correct(answer, q["answer"]))
         log(f"{book.name} {n}/{len(questions)} mempipe: {answer!r} ({q['answer']})")

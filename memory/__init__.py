@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
 from mempipe.memory.segment import Segmenter
@@ -41,18 +41,20 @@ class Memory:
         return added
 
     def encode_kv(self, engine: Any = None, setting: str | None = None,
-                  progress: Callable[[int, int], None] | None = None) -> int:
+                  progress: Callable[[int, int], None] | None = None,
+                  only: Collection[int] | None = None) -> int:
         """Compute, compress and store the key/value memory (tier 2, memory/kv.py) of
-        every passage that has none from this model in this setting (default
-        `kv.DEFAULT`). Each batch is stored in one transaction. Returns the memories
-        stored."""
+        every passage (or those with ids in `only`) that has none from this model in
+        this setting (default `kv.DEFAULT`). Each batch is stored in one transaction.
+        Returns the memories stored."""
         from mempipe.engine import get_engine
         from mempipe.memory import kv
 
         engine = kv.engine_for_kv(engine or get_engine())
         chosen = kv.Compression.parse(setting) if setting else kv.DEFAULT
         model = engine.fingerprint
-        todo = self.store.without_kv(self.namespace, model, chosen.name)
+        todo = [p for p in self.store.without_kv(self.namespace, model, chosen.name)
+                if only is None or p.id in only]
         stored = 0
         for start in range(0, len(todo), KV_BATCH):
             part = todo[start:start + KV_BATCH]

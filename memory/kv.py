@@ -153,3 +153,15 @@ def _dequantize(name: str, tensors: dict[str, Any], bits: int) -> Any:
         low, high = (q & 15).to(torch.int8) - 8, (q >> 4).to(torch.int8) - 8
         q = torch.stack((low, high), dim=-1).flatten(-2)
     return q.float() * tensors[f"{name}_scale"].float()
+
+
+def size(config: Any, setting: Compression, tokens: int) -> int:
+    """The bytes a memory in `setting` of a passage of `tokens` takes, for a model of
+    `config` (a transformers config): keys and values with their scales, the kept
+    positions, and the blob's header (under 512 bytes)."""
+    layers = config.num_hidden_layers if setting.layers == "all" else \
+        max(1, config.num_hidden_layers // 2)
+    head = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    vector = head * setting.bits / 8 + (2 if setting.bits < 16 else 0)
+    kept = tokens if setting.keep == 128 else math.ceil(tokens * setting.keep / 128)
+    return int(layers * config.num_key_value_heads * (2 * vector + 2) * kept) + 512

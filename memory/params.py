@@ -2,11 +2,11 @@
 questions about it with nothing recalled and nothing read (Memory³'s parameters tier).
 
 Training data comes from memory itself: questions about the namespace's passages (who
-said each quote, what the text says about the names it mentions), each answered by `ask`
-reading the passages as text (tier 1, its best reader), each asked in a few forms (a fact
-seen in one wording is learned poorly). The facts are kept beside the adapter, so a
-retrain reads the same ones. The adapter names the namespace's content: when the
-namespace changes, it is reported stale."""
+said each quote, what the text says about the names it mentions), its most read passages'
+first, each answered by `ask` reading the passages as text (tier 1, its best reader),
+each asked in a few forms (a fact seen in one wording is learned poorly). The answers are
+kept beside the adapter, so a retrain asks only what it has not asked before. The adapter
+names the namespace's content: when the namespace changes, it is reported stale."""
 
 from __future__ import annotations
 
@@ -24,10 +24,12 @@ from mempipe.engine.base import Message
 from mempipe.errors import UsageError
 from mempipe.files import write_atomically
 from mempipe.memory import Memory, kv, reader
+from mempipe.memory.store import now, uncounted
 from mempipe.pipes.progress import staged
 
 QUESTIONS, EPOCHS, RANK, LR = 300, 3, 16, 1e-3
 ANSWER_TOKENS = 24
+CONFIDENT = 0.5  # ask --tier auto takes the adapter's answer at this mean token probability
 PROMPT = "Question: {question}\nAnswer in a few words."  # nothing recalled: no text
 _WHO_SAID = re.compile(r'Who said "(.*)"\?')
 _ABOUT = re.compile(r"What does the text say about (.*)\?")
@@ -63,18 +65,51 @@ def messages(question: str) -> list[Message]:
             Message(role="user", content=PROMPT.format(question=question))]
 
 
-def facts(memory: Memory, engine: Any, count: int = QUESTIONS,
-          progress: Callable[[int, int], None] | None = None) -> list[tuple[str, str]]:
-    """Question and answer pairs about the namespace, answered by `ask` from its text."""
-    asked = reader.questions(memory, count)
+def train(memory: Memory, engine: Any = None, count: int = QUESTIONS, epochs: int = EPOCHS,
+          rank: int = RANK, steps: int | None = None,
+          progress: Callable[[str, int, int], None] | None = None) -> tuple[Path, list[float]]:
+    """Train the namespace's adapter on `count` of its facts, those of its most read
+    passages first (memory/placement.py), for `epochs` or at most `steps` steps, and save
+    it; the path and each epoch's loss. Answers asked before, of the same content, are
+    kept and not asked again."""
+    from mempipe.engine import get_engine
+    from mempipe.memory.placement import hot
+
+    engine = kv.engine_for_kv(engine or get_engine())
+    path = path_for(memory.namespace, engine.fingerprint)
+    made_from, first = content(memory), hot(memory)
+    asked = reader.questions(memory, count, first=first)
     if not asked:
         raise UsageError(f"{memory.namespace} holds no passages to learn facts from")
-    return list(zip(asked, anyio.run(_answers, memory.namespace, asked, engine,
-                                     progress or (lambda done, total: None)), strict=True))
+    kept = path.with_suffix(".facts.jsonl")
+    known = _kept(kept, made_from)
+    if missing := [q for q in asked if q not in known]:
+        with uncounted():
+            answered = anyio.run(_answers, memory.namespace, missing, engine,
+                                 staged(progress, "facts"))
+        known.update(zip(missing, answered, strict=True))
+        _keep(kept, made_from, known)
+    examples = [(messages(form), lambda: [], known[q]) for q in asked if known[q]
+                for form in forms(q)]
+    if not examples:
+        raise UsageError(f"the model answered none of {len(asked)} questions about "
+                         f"{memory.namespace} from its text: nothing to train on")
+    learned = set(asked)
+    covered = [str(p.id) for p in first
+               if all(set(some) <= learned for some in reader.asked_of(p.text))]
+    adapter = engine.new_adapter(rank, {"namespace": memory.namespace, "content": made_from,
+                                        "facts": str(len(asked)), "trained": now(),
+                                        "passages": ",".join(covered)})
+    losses = engine.fit_adapter(adapter, examples, epochs, LR,
+                                progress=staged(progress, "training"),
+                                checkpoint=path.with_suffix(".checkpoint"), steps=steps)
+    adapter.save(path)
+    return path, losses
 
 
 async def _answers(namespace: str, asked: list[str], engine: Any,
                    progress: Callable[[int, int], None]) -> list[str]:
+    """Each question answered by `ask` from the namespace's text, batched."""
     from mempipe.agents.ask import Ask
 
     answers, done = [""] * len(asked), 0
@@ -82,7 +117,8 @@ async def _answers(namespace: str, asked: list[str], engine: Any,
 
     async def answer(i: int, question: str) -> None:
         nonlocal done
-        agent = Ask(question=question, **{"from": namespace}, max_tokens=ANSWER_TOKENS)
+        agent = Ask(question=question, **{"from": namespace}, tier="text",
+                    max_tokens=ANSWER_TOKENS)
         async with limiter:
             answers[i] = " ".join((await agent.pipeline().arun(engine=engine)).split())
         done += 1
@@ -94,35 +130,6 @@ async def _answers(namespace: str, asked: list[str], engine: Any,
     return answers
 
 
-def train(memory: Memory, engine: Any = None, count: int = QUESTIONS, epochs: int = EPOCHS,
-          rank: int = RANK, progress: Callable[[str, int, int], None] | None = None
-          ) -> tuple[Path, list[float]]:
-    """Train the namespace's adapter on its facts (asked of it first, or kept from an
-    earlier run over the same content) and save it; the path and each epoch's loss."""
-    from mempipe.engine import get_engine
-
-    engine = kv.engine_for_kv(engine or get_engine())
-    path = path_for(memory.namespace, engine.fingerprint)
-    made_from = content(memory)
-    kept = path.with_suffix(".facts.jsonl")
-    pairs = _kept(kept, made_from, count)
-    if pairs is None:
-        pairs = facts(memory, engine, count, staged(progress, "facts"))
-        _keep(kept, made_from, count, pairs)
-    examples = [(messages(form), lambda: [], answer) for question, answer in pairs if answer
-                for form in forms(question)]
-    if not examples:
-        raise UsageError(f"the model answered none of {len(pairs)} questions about "
-                         f"{memory.namespace} from its text: nothing to train on")
-    adapter = engine.new_adapter(rank, {"namespace": memory.namespace, "content": made_from,
-                                        "facts": str(len(pairs))})
-    losses = engine.fit_adapter(adapter, examples, epochs, LR,
-                                progress=staged(progress, "training"),
-                                checkpoint=path.with_suffix(".checkpoint"))
-    adapter.save(path)
-    return path, losses
-
-
 def load(memory: Memory, engine: Any) -> tuple[Any, bool]:
     """The namespace's adapter for the engine's weights (None when never trained), and
     whether the namespace has changed since it was trained."""
@@ -131,23 +138,39 @@ def load(memory: Memory, engine: Any) -> tuple[Any, bool]:
     path = path_for(memory.namespace, engine.fingerprint)
     if not path.is_file():
         return None, False
-    adapter = Adapter.load(path)
+    adapter = Adapter.cached(path)
     return adapter, adapter.about.get("content") != content(memory)
 
 
-def _kept(path: Path, made_from: str, count: int) -> list[tuple[str, str]] | None:
-    """The facts an earlier run asked of the same content, if kept."""
+def describe(memory: Memory) -> dict[str, Any]:
+    """What `memory stats` shows of tier 3: the namespace's adapters (one per weights
+    trained for), their bytes, facts, the latest training and whether it is stale."""
+    from safetensors import safe_open
+
+    found = []
+    for path in sorted((home() / "adapters").glob(f"params-{memory.namespace}-*.safetensors")):
+        with safe_open(str(path), framework="pt") as f:
+            about = f.metadata() or {}
+        if about.get("namespace") == memory.namespace:
+            found.append((about, path.stat().st_size))
+    latest = max(found, key=lambda pair: pair[0].get("trained", ""), default=({}, 0))[0]
+    return {"adapters": len(found), "adapter_bytes": sum(size for _, size in found),
+            "adapter_facts": int(latest.get("facts", 0)),
+            "adapter_trained": latest.get("trained"),
+            "adapter_stale": bool(latest) and latest.get("content") != content(memory)}
+
+
+def _kept(path: Path, made_from: str) -> dict[str, str]:
+    """The answers an earlier run got for questions about the same content."""
     try:
         lines = path.read_text().splitlines()
-        head = json.loads(lines[0])
-    except (OSError, ValueError, IndexError):
-        return None
-    if head != {"content": made_from, "questions": count}:
-        return None
-    return [(row["question"], row["answer"]) for row in map(json.loads, lines[1:])]
+        if json.loads(lines[0]) != {"content": made_from}:
+            return {}
+        return {row["question"]: row["answer"] for row in map(json.loads, lines[1:])}
+    except (OSError, ValueError, IndexError, KeyError, TypeError):
+        return {}
 
 
-def _keep(path: Path, made_from: str, count: int, pairs: list[tuple[str, str]]) -> None:
-    rows = [{"content": made_from, "questions": count}]
-    rows += [{"question": q, "answer": a} for q, a in pairs]
+def _keep(path: Path, made_from: str, known: dict[str, str]) -> None:
+    rows = [{"content": made_from}] + [{"question": q, "answer": a} for q, a in known.items()]
     write_atomically(path, lambda to: to.write_text("".join(json.dumps(r) + "\n" for r in rows)))

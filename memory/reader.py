@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import random
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,8 @@ import anyio
 from mempipe.config import home
 from mempipe.errors import UsageError
 from mempipe.files import write_atomically
-from mempipe.memory import Memory, kv
+from mempipe.memory import Memory, Passage, kv
+from mempipe.memory.store import uncounted
 from mempipe.pipes.progress import staged
 
 QUESTIONS, EPOCHS, RANK, LR = 300, 2, 16, 5e-4  # 12 minutes on a 2-core CPU, see bench
@@ -31,7 +32,6 @@ TEACHER_TOKENS = 16
 KS = (3, 5)  # recalled passages per question, as ask reads them
 _QUOTE = re.compile(r'["“]([^"”\n]{25,140}?)[,.!?]?["”]')
 _NAME = re.compile(r"(?<=[a-z,;] )[A-Z][a-z]{2,}(?: [A-Z][a-z]{2,})?")
-_loaded: dict[tuple[Path, float], Any] = {}
 
 
 def path_for(model: str) -> Path:
@@ -41,27 +41,40 @@ def path_for(model: str) -> Path:
 
 def load(engine: Any) -> Any:
     """The reader trained for the engine's weights, or None when there is none."""
-    path = path_for(engine.fingerprint)
-    if not path.is_file():
-        return None
     from mempipe.engine.lora import Adapter
 
-    key = (path, path.stat().st_mtime)
-    if key not in _loaded:  # one object, so the rows that read with it batch together
-        _loaded[key] = Adapter.load(path)
-    return _loaded[key]
+    path = path_for(engine.fingerprint)
+    return Adapter.cached(path) if path.is_file() else None
 
 
-def questions(memory: Memory, count: int, seed: int = 0) -> list[str]:
+def questions(memory: Memory, count: int, seed: int = 0,
+              first: Sequence[Passage] = ()) -> list[str]:
     """Questions about the namespace's passages: who said each quoted line, then what the
-    text says about names it mentions mid-sentence; a sample of `count`."""
+    text says about names it mentions mid-sentence; a sample of `count`. The questions of
+    the passages in `first` come before the sample, in their order."""
+    chosen: list[str] = []
+    for passage in first:
+        said, about = asked_of(passage.text)
+        chosen += [q for q in said + about if q not in chosen]
+    chosen = chosen[:count]
     quoted, named = set(), set()
     for passage in memory.passages():
-        quoted.update(f'Who said "{q.strip()}"?' for q in _QUOTE.findall(passage.text))
-        named.update(f"What does the text say about {n}?" for n in _NAME.findall(passage.text))
+        said, about = asked_of(passage.text)
+        quoted.update(said)
+        named.update(about)
+    quoted, named = sorted(quoted - set(chosen)), sorted(named - set(chosen))
     chooser = random.Random(seed)
-    chosen = chooser.sample(sorted(quoted), min(count, len(quoted)))
-    return chosen + chooser.sample(sorted(named), min(count - len(chosen), len(named)))
+    chosen += chooser.sample(quoted, min(count - len(chosen), len(quoted)))
+    return chosen + chooser.sample(named, min(count - len(chosen), len(named)))
+
+
+def asked_of(text: str) -> tuple[list[str], list[str]]:
+    """The questions a passage's text answers: who said each quote; what it says about
+    each name."""
+    said = list(dict.fromkeys(f'Who said "{q.strip()}"?' for q in _QUOTE.findall(text)))
+    about = list(dict.fromkeys(f"What does the text say about {n}?"
+                               for n in _NAME.findall(text)))
+    return said, about
 
 
 def train(memory: Memory, engine: Any = None, count: int = QUESTIONS, epochs: int = EPOCHS,
@@ -78,9 +91,10 @@ def train(memory: Memory, engine: Any = None, count: int = QUESTIONS, epochs: in
         raise UsageError(f"{memory.namespace} holds no passages to train a reader on")
     memory.encode_kv(engine, progress=staged(progress, "memories"))
     plans = []
-    for i, question in enumerate(asked):
-        found = [(memory.store, p) for p in memory.recall(question, KS[i % len(KS)])]
-        plans.append((question, [p for _, group in widened(found) for p in group]))
+    with uncounted():
+        for i, question in enumerate(asked):
+            found = [(memory.store, p) for p in memory.recall(question, KS[i % len(KS)])]
+            plans.append((question, [p for _, group in widened(found) for p in group]))
     model = engine.fingerprint
     path = path_for(model)
     taught = path.with_suffix(".teacher.json")  # a killed training keeps its answers

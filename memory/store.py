@@ -6,6 +6,8 @@ a document is keyed by its content hash, so remembering it again costs nothing."
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import datetime as dt
 import hashlib
 import re
@@ -216,6 +218,23 @@ class Store:
                                     row)
         return len(alive)
 
+    def kv_held(self, namespaces: list[str]) -> dict[int, tuple[int, str, str]]:
+        """Each passage of `namespaces` with a memory: its bytes, weights and setting."""
+        rows = self.db.execute(
+            "select kv.passage, kv.bytes, kv.model, kv.setting from kv join passages p on "
+            f"p.id = kv.passage where p.namespace in ({','.join('?' * len(namespaces))})",
+            namespaces).fetchall()
+        return {r[0]: (r[1], r[2], r[3]) for r in rows}
+
+    def drop_kv(self, ids: list[int]) -> int:
+        """Delete the memories of passages `ids` (their text stays), in one transaction;
+        returns the memories deleted."""
+        if not ids:
+            return 0
+        with write(self.db):
+            return self.db.execute(f"delete from kv where passage in "
+                                   f"({','.join('?' * len(ids))})", ids).rowcount
+
     def kv(self, ids: list[int]) -> tuple[dict[int, bytes], list[int]]:
         """The stored memory blobs of passages `ids` whose bytes match their checksum,
         and the ids whose blob is corrupt."""
@@ -353,8 +372,9 @@ class Store:
             f"select * from passages where id in ({marks})", ids)]
 
     def _count_recalls(self, ids: list[int]) -> None:
-        """Every recall counts: placement (promotion between tiers) reads these."""
-        if not ids:
+        """Every recall counts, except within `uncounted()`: placement (promotion between
+        tiers) reads these."""
+        if not ids or not _COUNTING.get():
             return
         marks = ",".join("?" * len(ids))
         with write(self.db):
@@ -403,6 +423,20 @@ class Store:
                     chars = max(p.span[1] for p in passages)
                     added += self._insert(namespace, chars, passages, mine)
         return added
+
+
+_COUNTING: contextvars.ContextVar[bool] = contextvars.ContextVar("counting", default=True)
+
+
+@contextlib.contextmanager
+def uncounted() -> Iterator[None]:
+    """Recalls made inside (training asking the namespace about itself) are not counted
+    as reads: only users' questions make a passage hot."""
+    token = _COUNTING.set(False)
+    try:
+        yield
+    finally:
+        _COUNTING.reset(token)
 
 
 def _passage(row: dict) -> Passage:

@@ -69,8 +69,13 @@ def search(namespace: str, query: str, k: int, as_json: bool) -> None:
 @click.argument("namespace", required=False)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per namespace.")
 def stats(namespace: str | None, as_json: bool) -> None:
-    """Counts per namespace: documents, passages, characters, recalls, last write."""
-    for row in _store().stats(namespace):
+    """Per namespace and tier: passages, characters and recalls (text); memories, their
+    bytes and settings (kv); adapters, their bytes, facts and last training (params)."""
+    from mempipe.memory import Memory, params
+
+    store = _store()
+    for row in store.stats(namespace):
+        row |= params.describe(Memory(row["namespace"], store))
         click.echo(json.dumps(row) if as_json else
                    "  ".join(f"{key}={value}" for key, value in row.items()))
 
@@ -119,19 +124,84 @@ def train_reader(namespace: str, questions: int, epochs: int, rank: int) -> None
 @memory.command("train")
 @click.argument("namespace")
 @click.option("--questions", default=300, show_default=True,
-              help="Facts asked of the namespace (each learned in a few wordings).")
+              help="Facts asked of the namespace, its most read passages' first (each "
+              "learned in a few wordings).")
 @click.option("--epochs", default=3, show_default=True, help="Passes over them.")
+@click.option("--steps", type=int, help="Stop after this many steps (one fact each).")
 @click.option("--rank", default=16, show_default=True, help="The adapter's LoRA rank.")
-def train(namespace: str, questions: int, epochs: int, rank: int) -> None:
+def train(namespace: str, questions: int, epochs: int, steps: int | None, rank: int) -> None:
     """Train an adapter on what NAMESPACE holds, so that ask --tier params answers from it
     with nothing recalled. Killed, it goes on from its last checkpoint when run again."""
     from mempipe.memory import params
 
-    _train(f"{namespace}'s adapter", params.train, namespace, questions, epochs, rank)
+    if steps is not None and steps < 1:
+        raise click.BadParameter("--steps must be at least 1")
+    _train(f"{namespace}'s adapter", params.train, namespace, questions, epochs, rank,
+           steps=steps)
+
+
+@memory.command()
+@click.argument("namespace")
+@click.option("--kv-budget", default="64M", show_default=True,
+              help="Bytes of key/value memories the namespace may hold (K, M, G suffixes).")
+@click.option("--kv", "setting", help="Compression of new memories (default: --tier kv's).")
+@click.option("--dry-run", is_flag=True, help="Print the plan; change nothing.")
+@click.option("--json", "as_json", is_flag=True, help="The plan as one JSON object.")
+def place(namespace: str, kv_budget: str, setting: str | None, dry_run: bool,
+          as_json: bool) -> None:
+    """Move NAMESPACE's passages between tiers by how often they are recalled: the most
+    read get key/value memories within --kv-budget, memories over it are dropped (coldest
+    first), and the adapter is trained again when a recalled passage is not in it."""
+    import dataclasses
+
+    from mempipe.engine import get_engine
+    from mempipe.memory import Memory, kv, placement
+    from mempipe.pipes.progress import Progress
+
+    budget = _size(kv_budget)
+    store = _store()
+    store.existing(namespace)
+    memory, engine = Memory(namespace, store), kv.engine_for_kv(get_engine())
+    chosen = placement.plan(memory, engine, budget,
+                            kv.Compression.parse(setting) if setting else kv.DEFAULT)
+    if as_json:
+        click.echo(json.dumps(dataclasses.asdict(chosen)))
+    else:
+        for line in chosen.lines():
+            click.echo(line)
+    if not dry_run:
+        with Progress(enabled=sys.stderr.isatty()) as progress:
+            placement.apply(memory, engine, chosen, _reporter(progress, "place"))
+
+
+def _size(text: str) -> int:
+    """Bytes written like 64M, 1.5G, 4096."""
+    units = {"K": 2**10, "M": 2**20, "G": 2**30}
+    number, unit = (text[:-1], units[text[-1].upper()]) if text[-1:].upper() in units \
+        else (text, 1)
+    try:
+        size = int(float(number) * unit)
+    except ValueError:
+        size = -1
+    if size < 0:
+        raise click.BadParameter(f"{text!r} is not a size (like 64M, 1G, 4096)")
+    return size
+
+
+def _reporter(progress: Any, what: str) -> Callable[[str, int, int], None]:
+    """A `(stage, done, total)` callback showing each stage as its own progress bar."""
+    bars = {}
+
+    def report(stage: str, done: int, total: int) -> None:
+        if stage not in bars:
+            bars[stage] = progress.counted(f"{what}: {stage}")
+        bars[stage](done, total)
+
+    return report
 
 
 def _train(what: str, train: Callable[..., Any], namespace: str, questions: int, epochs: int,
-           rank: int) -> None:
+           rank: int, **options: Any) -> None:
     """Run one of the trainings, its stages as progress bars, and say what it learned."""
     from mempipe.memory import Memory
     from mempipe.pipes.progress import Progress
@@ -141,14 +211,7 @@ def _train(what: str, train: Callable[..., Any], namespace: str, questions: int,
     store = _store()
     store.existing(namespace)
     with Progress(enabled=sys.stderr.isatty()) as progress:
-        bars = {}
-
-        def report(stage: str, done: int, total: int) -> None:
-            if stage not in bars:
-                bars[stage] = progress.counted(f"{what}: {stage}")
-            bars[stage](done, total)
-
         path, losses = train(Memory(namespace, store), count=questions, epochs=epochs,
-                             rank=rank, progress=report)
+                             rank=rank, progress=_reporter(progress, what), **options)
     trend = " -> ".join(f"{loss:.3f}" for loss in losses)
     click.echo(f"trained {what} on {namespace} (loss by epoch {trend}): {path}", err=True)

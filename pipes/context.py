@@ -44,6 +44,10 @@ class Context:
         """A warning on stderr; stdout belongs to the pipe."""
         print(f"mempipe: warning: {self.stats.name}: {message}", file=sys.stderr)
 
+    def note(self, text: str) -> None:
+        """Something this stage chose (which memory tier answered...), shown by --trace."""
+        self.stats.notes.append(text)
+
     def count_tokens(self, texts: list[str]) -> list[int]:
         return self.engine.count_tokens(texts)
 

@@ -15,11 +15,12 @@ class StageStats:
     tokens_in: int = 0
     tokens_out: int = 0
     seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)  # what the agent chose, in its words
 
     def line(self) -> str:
         return (f"stage {self.index + 1} {self.name}: {self.items_in} in, {self.items_out} out, "
                 f"{self.calls} calls, {self.tokens_in} tokens in, {self.tokens_out} tokens out, "
-                f"{self.seconds:.2f} s")
+                f"{self.seconds:.2f} s" + "".join(f"; {note}" for note in self.notes))
 
 
 @dataclass

@@ -205,10 +205,11 @@ class LocalEngine:
     def fit_adapter(self, adapter: Any,
                     examples: list[tuple[list[Message], Callable[[], list[Any]], str]],
                     epochs: int = 2, lr: float = 5e-4, progress: Any = None,
-                    checkpoint: Path | None = None) -> list[float]:
+                    checkpoint: Path | None = None, steps: int | None = None) -> list[float]:
         """Train `adapter` to reply each example's answer to its messages, read with the
-        memories its loader returns (none: []) where they hold `MEMORIES`; each epoch's
-        mean loss. Memories are loaded when their example is read, never all at once.
+        memories its loader returns (none: []) where they hold `MEMORIES`, for `epochs`
+        or at most `steps` steps; each epoch's mean loss. Memories are loaded when their
+        example is read, never all at once.
         With `checkpoint`, a killed training goes on from where it was (`training.fit`);
         Ctrl-C stops it at its next step rather than after the whole training."""
         from mempipe.engine.training import Example, fit
@@ -233,7 +234,7 @@ class LocalEngine:
 
         try:
             return torch_thread.run(fit, self.batcher.runner, adapter, prepared, epochs, lr,
-                                    step, 0, checkpoint)
+                                    step, 0, checkpoint, None, steps)
         except KeyboardInterrupt:
             stop.set()
             raise

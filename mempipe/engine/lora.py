@@ -83,6 +83,15 @@ class Adapter:
         write_atomically(path, lambda to: save_file(tensors, str(to), metadata=meta))
 
     @classmethod
+    def cached(cls, path: Path) -> Adapter:
+        """The adapter saved at `path`, read once while the file is unchanged: one object,
+        so the rows that read with it batch together."""
+        key = (path, path.stat().st_mtime_ns)
+        if key not in _CACHE:
+            _CACHE[key] = cls.load(path)
+        return _CACHE[key]
+
+    @classmethod
     def load(cls, path: Path) -> Adapter:
         from safetensors import safe_open
 
@@ -95,6 +104,8 @@ class Adapter:
         rank, scale, model = int(meta.pop("rank")), float(meta.pop("scale")), meta.pop("model")
         return cls(a=a, b=b, rank=rank, scale=scale, model=model, about=meta)
 
+
+_CACHE: dict[tuple[Path, int], Adapter] = {}
 
 # The adapters one forward call applies: each with the rows (indices into the call's
 # batch) it serves. Empty when no row has one.

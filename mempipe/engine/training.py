@@ -34,10 +34,11 @@ class Example:
 
 def fit(runner: LlamaRunner, adapter: Adapter, examples: list[Example], epochs: int,
         lr: float, progress: Callable[[int, int, float], None] | None = None,
-        seed: int = 0, checkpoint: Path | None = None, every: int | None = None
-        ) -> list[float]:
-    """Train `adapter` in place, one example a step (AdamW, clipped gradients); returns
-    each epoch's mean loss. `progress(step, steps, loss)` hears each step. With
+        seed: int = 0, checkpoint: Path | None = None, every: int | None = None,
+        steps: int | None = None) -> list[float]:
+    """Train `adapter` in place, one example a step (AdamW, clipped gradients), for
+    `epochs` passes or at most `steps` steps; returns each epoch's mean loss (of the steps
+    it ran). `progress(step, steps, loss)` hears each step. With
     `checkpoint`, the training's whole state is written there every `every` steps and a
     run that finds a checkpoint of the same training goes on from it, to the same
     result: a killed training loses at most `every` steps. It is removed at the end."""
@@ -45,11 +46,12 @@ def fit(runner: LlamaRunner, adapter: Adapter, examples: list[Example], epochs: 
         raise ValueError("no examples to train on")
     params, every = adapter.parameters(), every or CHECKPOINT_STEPS
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
-    steps = epochs * len(examples)
+    steps = min(steps or epochs * len(examples), epochs * len(examples))
+    epochs = -(-steps // len(examples))
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min(1.0, (s + 1) / WARMUP) * max(0.0, 1 - s / steps))
     order, shuffle = list(examples), random.Random(seed)
-    signature = _signature(adapter, examples, epochs, lr, seed)
+    signature = _signature(adapter, examples, steps, lr, seed)
     state = _resumed(checkpoint, signature, params, optimizer, schedule)
     step, losses, total = state["step"], state["losses"], state["total"]
     for p in params:
@@ -60,7 +62,7 @@ def fit(runner: LlamaRunner, adapter: Adapter, examples: list[Example], epochs: 
             shuffle.shuffle(order)  # every epoch's, so a resumed run sees the same order
             if epoch < len(losses):
                 continue
-            for example in order[step - epoch * len(order):]:
+            for example in order[step - epoch * len(order):steps - epoch * len(order)]:
                 loss = _loss(work, adapter, example)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -77,7 +79,7 @@ def fit(runner: LlamaRunner, adapter: Adapter, examples: list[Example], epochs: 
                                        "schedule": schedule.state_dict()})
                 if progress is not None:
                     progress(step, steps, loss.item())
-            losses.append(total / max(1, len(order)))
+            losses.append(total / max(1, min(len(order), steps - epoch * len(order))))
             total = 0.0
     finally:
         work.release()
@@ -88,10 +90,10 @@ def fit(runner: LlamaRunner, adapter: Adapter, examples: list[Example], epochs: 
     return losses
 
 
-def _signature(adapter: Adapter, examples: list[Example], epochs: int, lr: float,
+def _signature(adapter: Adapter, examples: list[Example], steps: int, lr: float,
                seed: int) -> str:
     """Names one training: a checkpoint of another is never resumed."""
-    digest = hashlib.sha256(repr((adapter.model, adapter.rank, epochs, lr, seed)).encode())
+    digest = hashlib.sha256(repr((adapter.model, adapter.rank, steps, lr, seed)).encode())
     for example in examples:
         digest.update(repr((example.prompt, example.reply)).encode())
     return digest.hexdigest()

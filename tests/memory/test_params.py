@@ -62,3 +62,37 @@ def test_what_cannot_be_trained_or_asked_says_so(engine) -> None:
         ask("Who?", from_="plain,plain2", tier="params").pipeline().run(engine=engine)
     with pytest.raises(StageError, match="no such namespace: nowhere"):
         ask("Who?", from_="nowhere", tier="params").pipeline().run(engine=engine)
+
+
+def test_tier_auto_takes_the_adapter_when_sure_then_memories_then_text(engine, monkeypatch,
+                                                                         capsys) -> None:
+    from mempipe.memory import reader
+    from mempipe.pipes.trace import Trace
+
+    books = Memory("books")
+    books.remember(TEXT)
+    question = 'Who said "Off with his head"?'
+
+    def answered(**options) -> tuple[str, str]:
+        trace = Trace()
+        [item] = ask(question, from_="books", **options).pipeline().items(engine=engine,
+                                                                           trace=trace)
+        return item.meta.get("tier", "text"), "; ".join(trace.stages[0].notes)
+
+    assert answered() == ("text", "answered from text")  # no adapter, no memories
+    params.train(books, engine, count=4, epochs=1, rank=2)
+    monkeypatch.setattr(params, "CONFIDENT", 0.0)
+    tier, note = answered()
+    assert tier == "params" and note.startswith("answered from params (confidence 0.")
+    monkeypatch.setattr(params, "CONFIDENT", 1.01)  # never sure: memory is read
+    tier, note = answered()
+    assert tier == "text" and note.startswith("the adapter was unsure (0.")
+    books.encode_kv(engine)
+    assert answered()[0] == "text"  # memories, but no reader to read them well
+    engine.new_adapter(2).save(reader.path_for(engine.fingerprint))
+    assert answered()[1].endswith("answered from kv with the memory reader")
+    monkeypatch.setattr(params, "CONFIDENT", 0.0)
+    books.remember("The Hatter said nothing at all.")
+    tier, note = answered()
+    assert tier == "text" and note.startswith("books's adapter is stale, so not asked")
+    assert "changed since" not in capsys.readouterr().err  # said in the trace, not warned
