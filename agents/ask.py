@@ -174,22 +174,20 @@ class Ask(ReduceAgent):
                            sure: bool = False) -> Item | None:
         """The answer from the namespace's adapter (tier 3): nothing recalled, nothing
         read, so it comes as fast as a question alone. With `sure`, only an answer the
-        adapter gives with confidence (the mean probability of its tokens) is returned."""
+        adapter was sure of (the geometric mean of its tokens' probabilities) is returned."""
         name, adapter = adapted
-        prompt = params.PROMPT.format(question=self.question)
-        answer = await ctx.generate(prompt, system=SYSTEM, max_tokens=self.max_tokens,
-                                    adapter=adapter)
+        result = await ctx.complete(params.PROMPT.format(question=self.question),
+                                    system=SYSTEM, max_tokens=self.max_tokens, adapter=adapter)
         said = "answered from params"
         if sure:
-            scores = await ctx.choose(prompt, [answer], system=SYSTEM, adapter=adapter)
-            confidence = math.exp(scores[0]) if answer.strip() else 0.0
-            if confidence < params.CONFIDENT:
-                ctx.note(f"the adapter was unsure ({confidence:.2f}), so recalled")
+            sureness = math.exp(result.logprob or -math.inf) if result.text.strip() else 0.0
+            if sureness < params.CONFIDENT:
+                ctx.note(f"the adapter was unsure ({sureness:.2f}), so recalled")
                 return None
-            said += f" (confidence {confidence:.2f})"
+            said += f" (confidence {sureness:.2f})"
         ctx.note(said)
-        return Item(text=answer, source=name, meta={"question": self.question,
-                                                    "tier": "params"})
+        return Item(text=result.text, source=name, meta={"question": self.question,
+                                                         "tier": "params"})
 
     async def _kv_ready(self, groups: list[tuple[Store, list[Passage]]], ctx: Context) -> bool:
         """Whether memories should be read in place of text: every recalled passage has

@@ -145,10 +145,14 @@ def train(namespace: str, questions: int, epochs: int, steps: int | None, rank: 
 @click.option("--kv-budget", default="64M", show_default=True,
               help="Bytes of key/value memories the namespace may hold (K, M, G suffixes).")
 @click.option("--kv", "setting", help="Compression of new memories (default: --tier kv's).")
+@click.option("--questions", default=300, show_default=True,
+              help="Facts the adapter learns, when it is trained (as memory train).")
+@click.option("--epochs", default=3, show_default=True, help="Passes over them.")
+@click.option("--steps", type=int, help="Stop training after this many steps.")
 @click.option("--dry-run", is_flag=True, help="Print the plan; change nothing.")
 @click.option("--json", "as_json", is_flag=True, help="The plan as one JSON object.")
-def place(namespace: str, kv_budget: str, setting: str | None, dry_run: bool,
-          as_json: bool) -> None:
+def place(namespace: str, kv_budget: str, setting: str | None, questions: int, epochs: int,
+          steps: int | None, dry_run: bool, as_json: bool) -> None:
     """Move NAMESPACE's passages between tiers by how often they are recalled: the most
     read get key/value memories within --kv-budget, memories over it are dropped (coldest
     first), and the adapter is trained again when a recalled passage is not in it."""
@@ -159,6 +163,8 @@ def place(namespace: str, kv_budget: str, setting: str | None, dry_run: bool,
     from mempipe.pipes.progress import Progress
 
     budget = _size(kv_budget)
+    if min(questions, epochs, steps or 1) < 1:
+        raise click.BadParameter("--questions, --epochs and --steps must be at least 1")
     store = _store()
     store.existing(namespace)
     memory, engine = Memory(namespace, store), kv.engine_for_kv(get_engine())
@@ -171,7 +177,8 @@ def place(namespace: str, kv_budget: str, setting: str | None, dry_run: bool,
             click.echo(line)
     if not dry_run:
         with Progress(enabled=sys.stderr.isatty()) as progress:
-            placement.apply(memory, engine, chosen, _reporter(progress, "place"))
+            placement.apply(memory, engine, chosen, _reporter(progress, "place"),
+                            count=questions, epochs=epochs, steps=steps)
 
 
 def _size(text: str) -> int:

@@ -44,14 +44,16 @@ class GenerationRequest(BaseModel):
 
 
 class Generation(BaseModel):
-    """The completion text with its token counts and the seconds from its arrival to its
-    last token."""
+    """The completion text with its token counts, the seconds from its arrival to its
+    last token, and how sure the model was of it: the mean log-probability of the tokens
+    it chose, the end of its turn included (None where the engine cannot say)."""
 
     text: str
     prompt_tokens: int
     completion_tokens: int
     seconds: float
     finish_reason: Literal["stop", "length"]
+    logprob: float | None = None
 
 
 class Engine(Protocol):

@@ -35,6 +35,7 @@ class Sequence:
     generator: torch.Generator | None = None
     started: float = field(default_factory=time.perf_counter)
     seconds: float = 0.0
+    logprobs: list[float] = field(default_factory=list)  # of each token chosen, the end too
 
     @property
     def done(self) -> bool:
@@ -188,12 +189,14 @@ class Batcher:
 
     def _choose(self, sequences: list[Sequence], logits: torch.Tensor) -> None:
         greedy = logits.argmax(-1).tolist()
+        scored = logits.float().log_softmax(-1)
         for i, sequence in enumerate(sequences):
             request = sequence.request
             if sequence.done:
                 continue
             token = greedy[i] if request.temperature == 0 else choose_token(
                 logits[i], request, sequence.generator)
+            sequence.logprobs.append(float(scored[i, token]))
             if token in self.eos:
                 sequence.finish = "stop"
                 continue

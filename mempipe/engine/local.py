@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import statistics
 import threading
 import time
 import weakref
@@ -302,7 +303,9 @@ class LocalEngine:
         return Generation(text=sequence.text(self.tokenizer).strip(),
                           prompt_tokens=len(sequence.prompt),
                           completion_tokens=len(sequence.tokens), seconds=sequence.seconds,
-                          finish_reason="length" if sequence.finish == "length" else "stop")
+                          finish_reason="length" if sequence.finish == "length" else "stop",
+                          logprob=statistics.fmean(sequence.logprobs)
+                          if sequence.logprobs else None)
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[str]:
         if request.window is not None:  # read in one pass, then written at once

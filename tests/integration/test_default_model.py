@@ -177,23 +177,39 @@ def test_cli_trains_a_memory_reader_that_ask_then_reads_with(home: Path, tmp_pat
         path.unlink(missing_ok=True)  # the other tests read memories without it
 
 
-def test_cli_trains_a_namespace_adapter_that_answers_closed_book(home: Path,
-                                                                   tmp_path: Path) -> None:
-    """Tier 3 end to end, small: memory train on a slice of a book, then ask --tier params
-    answers most of the who-said facts it learned with nothing recalled."""
+def test_place_trains_the_adapter_on_what_was_asked_and_auto_answers_from_it(
+        home: Path, tmp_path: Path) -> None:
+    """Tier 3 end to end, small: questions asked of a slice of a book make their passages
+    hot, memory place trains the adapter on their facts first, ask --tier params answers
+    most of the who-said facts it learned with nothing recalled, and ask (auto) says in
+    its trace which tier answered."""
     from mempipe.memory import params
 
     book = tmp_path / "alice.txt"
-    book.write_text(ALICE.read_text()[:20_000])
+    book.write_text(ALICE.read_text()[:30_000])
     assert mempipe(f"read {book} | remember --into alice-params").returncode == 0
-    trained = mempipe("memory", "train", "alice-params", "--questions", "8", "--epochs", "4",
-                      "--rank", "8")
-    assert trained.returncode == 0, trained.stderr
+    gold = [json.loads(line) for line in QA.read_text().splitlines()]
+    asked = [q for q in gold if q["offset"] < 30_000]
+    for q in asked:  # curly apostrophes only: each goes in single quotes as it is
+        assert mempipe(f"ask '{q['question']}' --from alice-params --tier text").returncode == 0
+    planned = mempipe("memory", "place", "alice-params", "--dry-run")
+    assert "adapter: train on" in planned.stdout, planned.stderr
+    placed = mempipe("memory", "place", "alice-params", "--kv-budget", "0", "--questions",
+                     "16", "--epochs", "4")
+    assert placed.returncode == 0, placed.stderr
     kept = params.path_for("alice-params", get_engine().fingerprint).with_suffix(".facts.jsonl")
     facts = [json.loads(line) for line in kept.read_text().splitlines()[1:]]
+    learned = {f["question"] for f in facts}
+    assert sum(q["question"] in learned for q in asked) >= len(asked) - 1  # hot ones first
     who = [f for f in facts if f["question"].startswith("Who said") and f["answer"]]
     assert len(who) >= 4, facts
     answers = [ask(f["question"], from_="alice-params", tier="params").run(engine=get_engine())
                for f in who]
     right = [f["answer"].lower() in a.lower() for f, a in zip(who, answers)]
     assert sum(right) >= len(who) / 2, list(zip(who, answers))
+    plain = next(f["question"] for f in who if "'" not in f["question"])
+    traced = mempipe("--trace", f"ask '{plain}' --from alice-params")
+    assert traced.returncode == 0 and "; answered from " in traced.stderr, traced.stderr
+    stats = json.loads(mempipe("memory", "stats", "alice-params", "--json").stdout)
+    assert stats["adapters"] == 1 and stats["adapter_facts"] == 16
+    assert not stats["adapter_stale"]

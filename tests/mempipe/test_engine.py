@@ -19,10 +19,14 @@ def test_greedy_output_matches_plain_transformers_generate(engine: LocalEngine) 
     ids = engine._prompt_ids(request("Tell me about the Queen of Hearts.").messages)
     with torch.inference_mode():
         out = engine.model.generate(torch.tensor([ids], device=engine.model.device),
-                                    max_new_tokens=12, do_sample=False)
-    expected = engine.tokenizer.decode(out[0, len(ids):], skip_special_tokens=True).strip()
+                                    max_new_tokens=12, do_sample=False, output_scores=True,
+                                    return_dict_in_generate=True)
+    written = out.sequences[0, len(ids):]
+    expected = engine.tokenizer.decode(written, skip_special_tokens=True).strip()
     assert result.text == expected
     assert result.prompt_tokens == len(ids) and result.completion_tokens == 12
+    chosen = [float(step[0].log_softmax(-1)[token]) for step, token in zip(out.scores, written)]
+    assert result.logprob == pytest.approx(sum(chosen) / len(chosen), abs=1e-4)
 
 
 def test_budget_and_model_window_are_enforced(engine: LocalEngine) -> None:
