@@ -29,7 +29,7 @@ from mempipe.pipes.progress import staged
 
 QUESTIONS, EPOCHS, RANK, LR = 300, 3, 16, 1e-3
 ANSWER_TOKENS = 24
-CONFIDENT = 0.5  # ask --tier auto takes the adapter's answer at this mean token probability
+CONFIDENT = 0.8  # auto takes the adapter's answer this sure of it (bench/params.py)
 PROMPT = "Question: {question}\nAnswer in a few words."  # nothing recalled: no text
 _WHO_SAID = re.compile(r'Who said "(.*)"\?')
 _ABOUT = re.compile(r"What does the text say about (.*)\?")

@@ -1,0 +1,218 @@
+"""Tier 3 (a namespace's adapter) against the base model and text retrieval, on the
+who-said sets, with placement deciding what the adapter learns.
+
+    python bench/params.py --json [--book PATH --qa PATH] [--limit N] [--questions 300]
+                           [--epochs 3] [--steps N] [--home DIR]
+
+Per book, in one run and one fresh mempipe home:
+1. The book is remembered (text), and every question is asked with `ask --tier text`:
+   `text_accuracy`. These are the users' questions: their passages are now hot.
+2. `closed_book_base`: the base model answers each question with nothing recalled.
+3. `mempipe memory place` trains the adapter: facts of the hot passages first, then
+   others, up to --questions (KV budget 0: this bench measures the adapter, not memories).
+   Its training time, facts and bytes are reported. With --home, a home kept from an
+   earlier run whose adapter already holds these passages, nothing is trained again.
+4. `closed_book_adapter`: `ask --tier params` on the same (now repeated) questions.
+5. `auto_accuracy`: `ask --tier auto`, the adapter when sure, else text; the share the
+   adapter answered, and the accuracy and that share each confidence threshold would
+   give. `about`: the same timing on trained questions that quote nothing ("What does the
+   text say about X?"), where text reads a few passages and writes its answer.
+6. `general_before` / `general_after`: the model without and with the adapter on a
+   held-out cloze test from the other book (pick the true next sentence of 4).
+Seconds are medians per answer, from the question to the whole answer."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import re
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "examples" / "data"
+sys.path.insert(0, str(ROOT))
+
+from bench.kv_memory import other_book  # noqa: E402
+from bench.whosaid import correct, isolated_home, log  # noqa: E402
+
+CLOZE, CHOICES = 60, 4
+ABOUT = 30
+THRESHOLDS = [0.0, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.01]
+
+
+def timed(fn) -> tuple[object, float]:
+    started = time.perf_counter()
+    value = fn()
+    return value, time.perf_counter() - started
+
+
+def cloze(book: Path, count: int = CLOZE, seed: int = 0) -> list[tuple[str, list[str]]]:
+    """Held-out items: two sentences of `book`, then the true next one and three drawn
+    from elsewhere in it (the true one first)."""
+    text = " ".join(book.read_text().split())
+    sentences = [s for s in re.split(r"(?<=[.!?])\s+", text) if 30 <= len(s) <= 200]
+    chooser = random.Random(seed)
+    items = []
+    for i in chooser.sample(range(2, len(sentences)), count):
+        others = chooser.sample([s for j, s in enumerate(sentences) if abs(j - i) > 5],
+                                CHOICES - 1)
+        items.append((" ".join(sentences[i - 2:i]), [sentences[i], *others]))
+    return items
+
+
+def general(engine, items: list[tuple[str, list[str]]], adapter=None) -> float:
+    """The share of cloze items where the model likes the true next sentence best."""
+    from mempipe.engine import Message
+
+    right = 0
+    for context, options in items:
+        messages = [Message(role="user", content=f"Continue the text.\n\n{context}")]
+        scores = engine.score(messages, options, adapter=adapter)
+        right += max(range(len(options)), key=lambda i: scores[i]) == 0
+    return round(right / len(items), 3)
+
+
+def run_book(book: Path, qa: Path, limit: int | None, questions: int, epochs: int,
+             steps: int | None) -> dict:
+    import anyio
+
+    from mempipe import Item, Memory, ask
+    from mempipe.engine import GenerationRequest, get_engine
+    from mempipe.memory import params, placement
+    from mempipe.memory.store import uncounted
+    from mempipe.pipes.trace import Trace
+
+    engine = get_engine()
+    asked = [json.loads(line) for line in qa.read_text().splitlines() if line.strip()]
+    asked = asked[:limit] if limit else asked
+    namespace = re.sub(r"[^A-Za-z0-9_.-]", "-", book.stem)[:64]
+    text = book.read_text()
+    memory = Memory(namespace)
+    memory.remember(Item(text=text, source=str(book), span=(0, len(text))))
+
+    def answer(question: str, tier: str) -> tuple[str, str, float]:
+        trace = Trace()
+        pipeline = ask(question, from_=namespace, tier=tier, max_tokens=24).pipeline()
+        items, seconds = timed(lambda: pipeline.items(engine=engine, trace=trace))
+        return items[0].text, "; ".join(trace.stages[0].notes), seconds
+
+    arms: dict[str, dict] = {}
+    with uncounted():  # loads the model, tokenizer and index before anything is timed
+        answer(asked[0]["question"], "text")
+
+    def arm(name: str, results: list[tuple[str, str, float]]) -> None:
+        right = [correct(a, q["answer"]) for (a, _, _), q in zip(results, asked)]
+        arms[name] = {"accuracy": round(sum(right) / len(right), 3),
+                      "median_s": round(statistics.median(s for _, _, s in results), 3),
+                      "right": right}
+        log(f"{book.name} {name}: {arms[name]['accuracy']:.1%}, "
+            f"median {arms[name]['median_s']} s")
+
+    arm("text", [answer(q["question"], "text") for q in asked])
+
+    async def closed(question: str) -> str:
+        request = GenerationRequest(messages=params.messages(question), max_tokens=24,
+                                    budget=2048, agent="bench")
+        return (await engine.generate(request)).text
+
+    arm("closed_book_base", [(lambda r: (r[0], "", r[1]))(
+        timed(lambda q=q: anyio.run(closed, q["question"]))) for q in asked])
+
+    plan = placement.plan(memory, engine, budget=0)
+    log(f"{book.name}: " + " | ".join(plan.lines()))
+    _, train_s = timed(lambda: plan.train and placement.apply(
+        memory, engine, plan, count=questions, epochs=epochs, steps=steps,
+        progress=lambda stage, done, total: log(f"{stage} {done}/{total}")
+        if done == total or done % 100 == 0 else None))
+    adapter, _ = params.load(memory, engine)
+    training = {"seconds": round(train_s) if plan.train else "trained before",
+                "hot_passages": plan.recalled,
+                "facts": int(adapter.about["facts"]), "rank": adapter.rank,
+                "bytes": params.path_for(namespace, engine.fingerprint).stat().st_size,
+                "passages_covered": len(adapter.about["passages"].split(","))}
+    log(f"{book.name}: trained {json.dumps(training)}")
+
+    arm("closed_book_adapter", [answer(q["question"], "params") for q in asked])
+    auto = [answer(q["question"], "auto") for q in asked]
+    arm("auto", auto)
+    arms["auto"]["answered_by_adapter"] = round(
+        sum("answered from params" in note for _, note, _ in auto) / len(auto), 3)
+
+    sure = []  # the adapter's confidence on each question, as auto measured it
+    for _, note, _ in auto:
+        found = re.search(r"(?:confidence |unsure \()([0-9.]+)", note)
+        sure.append(float(found[1]) if found else 0.0)
+    pairs = list(zip(arms["closed_book_adapter"]["right"], arms["text"]["right"], sure))
+    curve = {str(t): {"accuracy": round(statistics.fmean(a if c >= t else x
+                                                          for a, x, c in pairs), 3),
+                      "by_adapter": round(statistics.fmean(c >= t for *_, c in pairs), 3)}
+             for t in THRESHOLDS}
+
+    facts = params.path_for(namespace, engine.fingerprint).with_suffix(".facts.jsonl")
+    about = [row["question"] for row in map(json.loads, facts.read_text().splitlines()[1:])
+             if row["question"].startswith("What does")][:ABOUT]
+    timing = {}
+    for tier in ("text", "auto"):
+        runs = [answer(question, tier) for question in about]
+        timing[tier] = {"median_s": round(statistics.median(s for *_, s in runs), 3),
+                        "by_adapter": round(statistics.fmean(
+                            "answered from params" in note for _, note, _ in runs), 3)}
+    timing["speedup_auto_over_text"] = round(timing["text"]["median_s"]
+                                             / timing["auto"]["median_s"], 2)
+    log(f"{book.name} about: {json.dumps(timing)}")
+
+    held_out = cloze(other_book(book))
+    before, after = general(engine, held_out), general(engine, held_out, adapter)
+    log(f"{book.name}: general {before:.1%} -> {after:.1%}")
+    for value in arms.values():
+        value.pop("right")
+    return {"questions": len(asked), "arms": arms, "training": training,
+            "confidence_threshold": params.CONFIDENT, "auto_by_threshold": curve,
+            "about": {"questions": len(about), **timing},
+            "closed_book_adapter": arms["closed_book_adapter"]["accuracy"],
+            "closed_book_base": arms["closed_book_base"]["accuracy"],
+            "auto_accuracy": arms["auto"]["accuracy"],
+            "text_accuracy": arms["text"]["accuracy"],
+            "general_before": before, "general_after": after,
+            "speedup_auto_over_text": round(arms["text"]["median_s"]
+                                            / arms["auto"]["median_s"], 2)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--book", type=Path, help="a book (with --qa)")
+    parser.add_argument("--qa", type=Path, help="its who-said questions")
+    parser.add_argument("--limit", type=int, help="questions per book")
+    parser.add_argument("--questions", type=int, default=300, help="facts the adapter learns")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--steps", type=int, help="training steps at most")
+    parser.add_argument("--home", help="a mempipe home kept from an earlier run")
+    args = parser.parse_args()
+    if bool(args.book) != bool(args.qa):
+        parser.error("--book and --qa go together")
+    os.environ["MEMPIPE_HOME"] = args.home or isolated_home()
+    pairs = ([(args.book, args.qa)] if args.book else
+             [(DATA / (qa.name.split(".")[0] + ".txt"), qa) for qa in sorted(DATA.glob("qa/*"))])
+    books = {book.stem: run_book(book, qa, args.limit, args.questions, args.epochs, args.steps)
+             for book, qa in pairs}
+    from mempipe.engine import get_engine
+
+    engine = get_engine()
+    keys = ["closed_book_adapter", "closed_book_base", "auto_accuracy", "text_accuracy",
+            "general_before", "general_after"]
+    result = {"benchmark": "params", "machine": f"{platform.machine()}, {os.cpu_count()} cpus",
+              "model": engine.name, "dtype": str(engine.model.dtype),
+              **{key: round(statistics.mean(b[key] for b in books.values()), 3)
+                 for key in keys}, "books": books}
+    print(json.dumps(result, indent=2) if args.json else result)
+
+
+if __name__ == "__main__":
+    main()
