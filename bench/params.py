@@ -3,6 +3,7 @@ who-said sets, with placement deciding what the adapter learns.
 
     python bench/params.py --json [--book PATH --qa PATH] [--limit N] [--questions 300]
                            [--epochs 3] [--steps N] [--home DIR]
+    python bench/params.py --json --general ADAPTER.safetensors BOOK   # step 6 alone
 
 Per book, in one run and one fresh mempipe home:
 1. The book is remembered (text), and every question is asked with `ask --tier text`:
@@ -41,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 from bench.kv_memory import other_book  # noqa: E402
 from bench.whosaid import correct, isolated_home, log  # noqa: E402
 
-CLOZE, CHOICES = 60, 4
+CLOZE, CHOICES = 300, 4  # 60 items were noise-level (+-6 points); see docs
 ABOUT = 30
 THRESHOLDS = [0.0, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.01]
 
@@ -194,7 +195,21 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--steps", type=int, help="training steps at most")
     parser.add_argument("--home", help="a mempipe home kept from an earlier run")
+    parser.add_argument("--general", nargs=2, type=Path, metavar=("ADAPTER", "BOOK"),
+                        help="only the cloze test on BOOK, without and with ADAPTER")
     args = parser.parse_args()
+    if args.general:
+        from mempipe.engine import get_engine
+        from mempipe.engine.lora import Adapter
+
+        adapter, book = args.general
+        items = cloze(book)
+        print(json.dumps({"benchmark": "params-general", "adapter": adapter.name,
+                          "held_out": book.name, "items": len(items),
+                          "general_before": general(get_engine(), items),
+                          "general_after": general(get_engine(), items,
+                                                   Adapter.load(adapter))}))
+        return
     if bool(args.book) != bool(args.qa):
         parser.error("--book and --qa go together")
     os.environ["MEMPIPE_HOME"] = args.home or isolated_home()
