@@ -149,9 +149,11 @@ class Ask(ReduceAgent):
     async def _adapted(self, ctx: Context, strict: bool = False) -> tuple[str, Any] | None:
         """The namespace --from names and its adapter: for --tier params (`strict`: what
         is missing is an error) or to try first (None when there is no fresh one)."""
+        if not strict and (self.from_ is None or not hasattr(ctx.engine, "read_passages")):
+            return None  # nothing to try: no namespace named, or no local model
         store = Store()
         names = store.existing(self.from_) if self.from_ is not None else []
-        if len(names) != 1 or not (strict or hasattr(ctx.engine, "read_passages")):
+        if len(names) != 1:
             if strict:
                 raise UsageError("--tier params answers from one namespace's adapter: name "
                                  "it with --from")

@@ -51,12 +51,10 @@ def questions(memory: Memory, count: int, seed: int = 0,
               first: Sequence[Passage] = ()) -> list[str]:
     """Questions about the namespace's passages: who said each quoted line, then what the
     text says about names it mentions mid-sentence; a sample of `count`. The questions of
-    the passages in `first` come before the sample, in their order."""
-    chosen: list[str] = []
-    for passage in first:
-        said, about = asked_of(passage.text)
-        chosen += [q for q in said + about if q not in chosen]
-    chosen = chosen[:count]
+    the passages in `first` come before the sample, in their order (who said what first)."""
+    asked = [asked_of(passage.text) for passage in first]
+    chosen = list(dict.fromkeys(q for said, _ in asked for q in said))  # quotes first
+    chosen = list(dict.fromkeys(chosen + [q for _, about in asked for q in about]))[:count]
     quoted, named = set(), set()
     for passage in memory.passages():
         said, about = asked_of(passage.text)
