@@ -73,9 +73,11 @@ def framing_as_text(question: str, text: str) -> list[Any]:
 
 
 def engine_for_kv(engine: Any) -> Any:
-    """`engine`, if it can compute and read key/value memories."""
+    """`engine`, if it can compute and read key/value memories (and so train and read
+    adapters: both need the local model's own forward pass)."""
     if not hasattr(engine, "read_passages"):
-        raise UsageError(f"--tier kv needs a local model; {engine.name} cannot hold memories")
+        raise UsageError(f"--tier kv, --tier params and memory training need a local model; "
+                         f"{engine.name} cannot hold memories or adapters")
     return engine
 
 
