@@ -11,6 +11,7 @@ names the namespace's content: when the namespace changes, it is reported stale.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import re
 from collections.abc import Callable
@@ -109,25 +110,17 @@ def train(memory: Memory, engine: Any = None, count: int = QUESTIONS, epochs: in
 
 async def _answers(namespace: str, asked: list[str], engine: Any,
                    progress: Callable[[int, int], None]) -> list[str]:
-    """Each question answered by `ask` from the namespace's text, batched."""
+    """Each question answered by `ask` from the namespace's text, 16 at a time."""
     from mempipe.agents.ask import Ask
+    from mempipe.pipes.run import gather
 
-    answers, done = [""] * len(asked), 0
-    limiter = anyio.CapacityLimiter(16)
-
-    async def answer(i: int, question: str) -> None:
-        nonlocal done
+    async def answer(question: str) -> str:
         agent = Ask(question=question, **{"from": namespace}, tier="text",
                     max_tokens=ANSWER_TOKENS)
-        async with limiter:
-            answers[i] = " ".join((await agent.pipeline().arun(engine=engine)).split())
-        done += 1
-        progress(done, len(asked))
+        return " ".join((await agent.pipeline().arun(engine=engine)).split())
 
-    async with anyio.create_task_group() as group:
-        for i, question in enumerate(asked):
-            group.start_soon(answer, i, question)
-    return answers
+    done = itertools.count(1)
+    return await gather(answer, asked, 16, on_done=lambda: progress(next(done), len(asked)))
 
 
 def load(memory: Memory, engine: Any) -> tuple[Any, bool]:

@@ -11,6 +11,7 @@ serves every namespace, and `ask --tier kv` reads with it when it exists."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import re
@@ -132,27 +133,19 @@ def _keep_answers(path: Path, plans: list[tuple[str, list[Any]]], answers: list[
 
 async def _teach(engine: Any, plans: list[tuple[str, list[Any]]],
                  progress: Callable[[int, int], None]) -> list[str]:
-    """The model's answer to each question from its passages read as text, batched."""
+    """The model's answer to each question from its passages read as text, 16 at a time."""
     from mempipe.engine import GenerationRequest
+    from mempipe.pipes.run import gather
 
-    answers = [""] * len(plans)
-    done = 0
-    limiter = anyio.CapacityLimiter(16)
-
-    async def answer(i: int, question: str, passages: list[Any]) -> None:
-        nonlocal done
+    async def answer(plan: tuple[str, list[Any]]) -> str:
+        question, passages = plan
         messages = kv.framing_as_text(question, "".join(p.text for p in passages))
         request = GenerationRequest(messages=messages, max_tokens=TEACHER_TOKENS, budget=8192,
                                     agent="reader")
-        async with limiter:
-            answers[i] = (await engine.generate(request)).text
-        done += 1
-        progress(done, len(plans))
+        return (await engine.generate(request)).text
 
-    async with anyio.create_task_group() as group:
-        for i, (question, passages) in enumerate(plans):
-            group.start_soon(answer, i, question, passages)
-    return answers
+    done = itertools.count(1)
+    return await gather(answer, plans, 16, on_done=lambda: progress(next(done), len(plans)))
 
 
 def _loader(blobs: list[bytes], model: str) -> Callable[[], list[Any]]:
