@@ -34,6 +34,7 @@ CONFIDENT = 0.8  # auto takes the adapter's answer this sure of it (bench/params
 PROMPT = "Question: {question}\nAnswer in a few words."  # nothing recalled: no text
 _WHO_SAID = re.compile(r'Who said "(.*)"\?')
 _ABOUT = re.compile(r"What does the text say about (.*)\?")
+_CONTENT: dict[tuple[str, str, tuple], str] = {}
 
 
 def path_for(namespace: str, model: str) -> Path:
@@ -43,11 +44,16 @@ def path_for(namespace: str, model: str) -> Path:
 
 
 def content(memory: Memory) -> str:
-    """The namespace's content, named: an adapter trained on other content is stale."""
-    digest = hashlib.sha256()
-    for passage in memory.passages():
-        digest.update(passage.text.encode())
-    return digest.hexdigest()[:16]
+    """The namespace's content, named: an adapter trained on other content is stale.
+    Hashed once per version of the namespace (`Store.version`): `ask` checks it on every
+    question."""
+    key = (str(memory.store.path), memory.namespace, memory.store.version(memory.namespace))
+    if key not in _CONTENT:
+        digest = hashlib.sha256()
+        for passage in memory.passages():
+            digest.update(passage.text.encode())
+        _CONTENT[key] = digest.hexdigest()[:16]
+    return _CONTENT[key]
 
 
 def forms(question: str) -> list[str]:

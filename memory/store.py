@@ -113,7 +113,7 @@ class Store:
         self.path = path if path is not None else home() / "memory.db"
         self.db = connect(self.path, MIGRATIONS)
         self.embedder = embedder or default_embedder()
-        self._vectors: dict[str, tuple[tuple[int, int], np.ndarray, np.ndarray]] = {}
+        self._vectors: dict[str, tuple[tuple, np.ndarray, np.ndarray]] = {}
 
     # -- writing -------------------------------------------------------------------------
 
@@ -349,10 +349,15 @@ class Store:
             return parts[0]
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
+    def version(self, namespace: str) -> tuple[tuple[int, str], ...]:
+        """Changes whenever the namespace's passages do: they come and go with their
+        document, never edited, so the documents' ids and content hashes name what it
+        holds (a count and a newest id would not: SQLite reuses a deleted newest id)."""
+        return tuple(self.db.execute("select id, hash from documents where namespace = ? "
+                                     "order by id", [namespace]).fetchall())
+
     def _namespace_matrix(self, namespace: str) -> tuple[np.ndarray, np.ndarray]:
-        version = tuple(self.db.execute(
-            "select count(*), coalesce(max(id), 0) from passages where namespace = ?",
-            [namespace]).fetchone())
+        version = self.version(namespace)
         cached = self._vectors.get(namespace)
         if cached is None or cached[0] != version:
             rows = self.db.execute(

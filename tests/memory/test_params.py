@@ -96,3 +96,14 @@ def test_tier_auto_takes_the_adapter_when_sure_then_memories_then_text(engine, m
     tier, note = answered()
     assert tier == "text" and note.startswith("books's adapter is stale, so not asked")
     assert "changed since" not in capsys.readouterr().err  # said in the trace, not warned
+
+
+def test_content_changes_when_a_file_is_replaced_even_if_its_passage_ids_are_reused(
+        tmp_path) -> None:
+    memory = Memory("notes")
+    memory.remember("The key is under the mat.", source=str(tmp_path / "notes.txt"))
+    before, ids = params.content(memory), [p.id for p in memory.passages()]
+    memory.remember("The key is in the drawer.", source=str(tmp_path / "notes.txt"))
+    assert [p.id for p in memory.passages()] == ids  # SQLite gave the new text the old ids
+    assert params.content(memory) != before
+    assert params.content(memory) == params.content(Memory("notes"))
