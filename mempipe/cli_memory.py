@@ -10,6 +10,8 @@ from typing import Any
 
 import click
 
+COUNT = click.IntRange(min=1)  # questions, epochs, steps, rank: at least one
+
 
 def _store():
     from mempipe.memory import Store
@@ -109,10 +111,10 @@ def import_(namespace: str, file) -> None:
 
 @memory.command("train-reader")
 @click.argument("namespace")
-@click.option("--questions", default=300, show_default=True,
+@click.option("--questions", default=300, type=COUNT, show_default=True,
               help="Questions asked of the namespace's passages to learn from.")
-@click.option("--epochs", default=2, show_default=True, help="Passes over them.")
-@click.option("--rank", default=16, show_default=True, help="The adapter's LoRA rank.")
+@click.option("--epochs", default=2, type=COUNT, show_default=True, help="Passes over them.")
+@click.option("--rank", default=16, type=COUNT, show_default=True, help="The adapter's LoRA rank.")
 def train_reader(namespace: str, questions: int, epochs: int, rank: int) -> None:
     """Teach the model to read key/value memories (--tier kv) as well as text, learning
     from NAMESPACE's passages; once trained, every namespace's memories are read with it."""
@@ -123,19 +125,17 @@ def train_reader(namespace: str, questions: int, epochs: int, rank: int) -> None
 
 @memory.command("train")
 @click.argument("namespace")
-@click.option("--questions", default=300, show_default=True,
+@click.option("--questions", default=300, type=COUNT, show_default=True,
               help="Facts asked of the namespace, its most read passages' first (each "
               "learned in a few wordings).")
-@click.option("--epochs", default=3, show_default=True, help="Passes over them.")
-@click.option("--steps", type=int, help="Stop after this many steps (one fact each).")
-@click.option("--rank", default=16, show_default=True, help="The adapter's LoRA rank.")
+@click.option("--epochs", default=3, type=COUNT, show_default=True, help="Passes over them.")
+@click.option("--steps", type=COUNT, help="Stop after this many steps (one fact each).")
+@click.option("--rank", default=16, type=COUNT, show_default=True, help="The adapter's LoRA rank.")
 def train(namespace: str, questions: int, epochs: int, steps: int | None, rank: int) -> None:
     """Train an adapter on what NAMESPACE holds, so that ask --tier params answers from it
     with nothing recalled. Killed, it goes on from its last checkpoint when run again."""
     from mempipe.memory import params
 
-    if steps is not None and steps < 1:
-        raise click.BadParameter("--steps must be at least 1")
     _train(f"{namespace}'s adapter", params.train, namespace, questions, epochs, rank,
            steps=steps)
 
@@ -145,10 +145,10 @@ def train(namespace: str, questions: int, epochs: int, steps: int | None, rank: 
 @click.option("--kv-budget", default="64M", show_default=True,
               help="Bytes of key/value memories the namespace may hold (K, M, G suffixes).")
 @click.option("--kv", "setting", help="Compression of new memories (default: --tier kv's).")
-@click.option("--questions", default=300, show_default=True,
+@click.option("--questions", default=300, type=COUNT, show_default=True,
               help="Facts the adapter learns, when it is trained (as memory train).")
-@click.option("--epochs", default=3, show_default=True, help="Passes over them.")
-@click.option("--steps", type=int, help="Stop training after this many steps.")
+@click.option("--epochs", default=3, type=COUNT, show_default=True, help="Passes over them.")
+@click.option("--steps", type=COUNT, help="Stop training after this many steps.")
 @click.option("--dry-run", is_flag=True, help="Print the plan; change nothing.")
 @click.option("--json", "as_json", is_flag=True, help="The plan as one JSON object.")
 def place(namespace: str, kv_budget: str, setting: str | None, questions: int, epochs: int,
@@ -163,8 +163,6 @@ def place(namespace: str, kv_budget: str, setting: str | None, questions: int, e
     from mempipe.pipes.progress import Progress
 
     budget = _size(kv_budget)
-    if min(questions, epochs, steps or 1) < 1:
-        raise click.BadParameter("--questions, --epochs and --steps must be at least 1")
     store = _store()
     store.existing(namespace)
     memory, engine = Memory(namespace, store), kv.engine_for_kv(get_engine())
@@ -213,8 +211,6 @@ def _train(what: str, train: Callable[..., Any], namespace: str, questions: int,
     from mempipe.memory import Memory
     from mempipe.pipes.progress import Progress
 
-    if min(questions, epochs, rank) < 1:
-        raise click.BadParameter("--questions, --epochs and --rank must be at least 1")
     store = _store()
     store.existing(namespace)
     with Progress(enabled=sys.stderr.isatty()) as progress:
