@@ -174,7 +174,7 @@ def logs(count: int, as_json: bool, show_path: bool) -> None:
         for s in run["stages"]:
             click.echo(f"    {s['name']}: {s['items_in']} in, {s['items_out']} out, "
                        f"{s['calls']} calls, {s['tokens_in']}+{s['tokens_out']} tokens, "
-                       f"{s['seconds']:.1f}s")
+                       f"{s['seconds']:.1f}s" + (f"; {s['notes']}" if s["notes"] else ""))
 
 
 @cli.group()

@@ -29,7 +29,11 @@ def _m001_initial(db: sqlite_utils.Database) -> None:
                        foreign_keys=[("run_id", "runs", "id")])
 
 
-MIGRATIONS = [_m001_initial]  # append, never edit
+def _m002_stage_notes(db: sqlite_utils.Database) -> None:
+    db["stages"].add_column("notes", str)  # what the stage chose: which tier answered...
+
+
+MIGRATIONS = [_m001_initial, _m002_stage_notes]  # append, never edit
 
 
 def open_db() -> sqlite_utils.Database:
@@ -50,7 +54,8 @@ def record(pipeline: str, model: str, trace: Trace, status: str, error: str | No
         db["stages"].insert_all({"run_id": run_id, "idx": s.index, "name": s.name,
                                  "items_in": s.items_in, "items_out": s.items_out,
                                  "calls": s.calls, "tokens_in": s.tokens_in,
-                                 "tokens_out": s.tokens_out, "seconds": round(s.seconds, 3)}
+                                 "tokens_out": s.tokens_out, "seconds": round(s.seconds, 3),
+                                 "notes": "; ".join(s.notes)}
                                 for s in trace.stages)
         db["calls"].insert_all({"run_id": run_id, **vars(c)} for c in trace.calls)
     return int(run_id)
@@ -64,6 +69,6 @@ def recent(count: int) -> list[dict[str, Any]]:
     runs = list(db.query("select * from runs order by id desc limit ?", [count]))
     for run in runs:
         run["stages"] = list(db.query(
-            "select name, items_in, items_out, calls, tokens_in, tokens_out, seconds "
+            "select name, items_in, items_out, calls, tokens_in, tokens_out, seconds, notes "
             "from stages where run_id = ? order by idx", [run["id"]]))
     return runs

@@ -75,6 +75,16 @@ def test_stdin_pipeline_json_trace_and_logs(tiny_model: Path) -> None:
     assert [s["name"] for s in logged["stages"]] == ["read", "chunk"]
 
 
+def test_logs_keep_what_each_stage_chose(tiny_model: Path) -> None:
+    result = mempipe("--model", str(tiny_model), "ask 'Who met the Hatter?' --max-tokens 4",
+                     input="Alice met the Hatter at tea.")
+    assert result.returncode == 0, result.stderr
+    logged = json.loads(mempipe("logs", "-n", "1", "--json").stdout)
+    assert logged["stages"][-1]["notes"] == "answered from text"
+    assert "ask: 1 in, 1 out" in mempipe("logs", "-n", "1").stdout
+    assert "; answered from text" in mempipe("logs", "-n", "1").stdout
+
+
 def test_words_pipeline_file_and_model_env(tiny_model: Path, tmp_path: Path) -> None:
     script = tmp_path / "shorten.mp"
     script.write_text(f"# a pipeline file\nread {ALICE}\n| chunk --tokens 2000\n"
