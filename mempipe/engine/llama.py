@@ -203,20 +203,6 @@ class LlamaRunner:
         self.memory_layers[row] = prefix.layers
         return slots
 
-    def head(self, ids: list[int], adapter: Adapter | None = None) -> Prefix:
-        """The cache `ids` leave when read from position 0 (with `adapter`): a prompt's
-        head, read once and put before the rest of every prompt that starts with it."""
-        work = self.private()
-        work.reserve(1, len(ids))
-        work.inject(0, None)
-        work.attach(0, adapter)
-        with torch.inference_mode():
-            work.forward(0, torch.tensor([ids], device=self.device),
-                         torch.zeros(1, dtype=torch.long, device=self.device))
-        return Prefix(keys=[k[0, :, :len(ids)].clone() for k in work.keys],
-                      values=[v[0, :, :len(ids)].clone() for v in work.values],
-                      head=len(ids), span=len(ids), layers=len(self.blocks))
-
     # -- the forward pass ----------------------------------------------------------------
     def forward(self, first: int, ids: torch.Tensor, starts: torch.Tensor) -> torch.Tensor:
         """Append `ids` (n, t) to cache rows first..first+n at positions starts (n,) onward;

@@ -29,12 +29,6 @@ from mempipe.engine.base import (
 from mempipe.errors import BudgetExceeded, ModelError
 
 DTYPES = ("float32", "bfloat16", "float16")
-# A prompt's head (its framing: the chat markup and system message before the last
-# message) is read once and kept, HEADS of them, when it is at least HEAD_TOKENS long
-# and the rest at most TAIL_TOKENS: a longer rest is read faster by the causal kernel
-# from position 0 than after a kept head (masked attention: 12% faster at 300 tokens,
-# 2.7 times slower at 1,000 on a 2-core CPU).
-HEADS, HEAD_TOKENS, TAIL_TOKENS = 32, 16, 300
 
 
 @dataclass
@@ -48,7 +42,7 @@ class LocalEngine:
     _batcher: Any = None
     _load_lock: threading.Lock = field(default_factory=threading.Lock)
     _step_locks: Any = field(default_factory=weakref.WeakKeyDictionary)
-    _heads: dict[tuple[tuple[int, ...], int], tuple[Any, Any]] = field(default_factory=dict)
+    _heads: dict[tuple[int, ...], Any] = field(default_factory=dict)
     _fingerprint: str | None = None
 
     # -- loading -----------------------------------------------------------------------
@@ -162,12 +156,10 @@ class LocalEngine:
                                         max_rows=rows, cache_bytes=int(gib * 2**30))
 
     def _checked_ids(self, request: GenerationRequest, prefix: Any = None) -> list[int]:
-        """The request's prompt tokens (after its prefix, if any: a pair of the prefix and
-        the tokens after it), or the reason it cannot run. A prefix's slots count as
-        attended, the positions it stands for as used."""
+        """The request's prompt tokens (after its prefix, if any), or the reason it cannot
+        run. A prefix's slots count as attended, the positions it stands for as used."""
         ids = self._prompt_ids(request.messages) if prefix is None else prefix[1]
-        slots, span = ((0, 0) if prefix is None or prefix[0] is None
-                       else (prefix[0].slots, prefix[0].span))
+        slots, span = (0, 0) if prefix is None else (prefix[0].slots, prefix[0].span)
         attended = slots + (len(ids) if request.window is None
                             else min(len(ids), request.window + GLOBAL_TOKENS))
         if attended + request.max_tokens > request.budget:
@@ -187,12 +179,10 @@ class LocalEngine:
         """A sequence for `request`, queued to join the batch."""
         from mempipe.engine.batcher import Sequence
 
+        prefix = None
         if request.memories:
             prefix = await torch_thread.run_async(self._prefix, request.messages,
                                                   request.memories)
-        else:
-            prefix = await torch_thread.run_async(self._headed, request.messages,
-                                                  request.adapter)
         ids = self._checked_ids(request, prefix)
         self._check_adapter(request.adapter)
         sequence = Sequence(request, ids, prefix=prefix[0] if prefix else None)
@@ -277,34 +267,13 @@ class LocalEngine:
         return self._prefix_after(head, memories), tail
 
     def _prefix_after(self, head: list[int], memories: list[Any]) -> Any:
-        """The cache prefix for the framing `head`, then `memories`. The framing is read
-        with the base weights even for a memory reader: it was trained so."""
-        from mempipe.engine.memories import build_prefix
+        """The cache prefix for the framing `head` (read once per framing), then `memories`."""
+        from mempipe.engine.memories import build_prefix, read_head
 
-        return build_prefix(self.batcher.runner, self._head(head), memories)
-
-    def _headed(self, messages: list[Message], adapter: Any = None) -> tuple[Any, list[int]]:
-        """The prompt as its kept head (None when it has none worth keeping) and the
-        tokens read after it: everything before the last message, when it tokenises
-        the same on its own."""
-        text = self._prompt_text(messages)
-        ids = self._ids(text)
-        at = text.rfind(messages[-1].content) if messages[-1].content else -1
-        head = self._ids(text[:at]) if at > 0 else []
-        if (len(head) < HEAD_TOKENS or len(ids) - len(head) > TAIL_TOKENS
-                or len(ids) == len(head) or ids[:len(head)] != head):
-            return None, ids
-        return self._head(head, adapter), ids[len(head):]
-
-    def _head(self, ids: list[int], adapter: Any = None) -> Any:
-        """The cache `ids` leave read with `adapter`: read once, kept while HEADS others
-        are not newer. The adapter is kept with it, so its id names no other."""
-        key = (tuple(ids), id(adapter))
-        if key not in self._heads:
-            if len(self._heads) >= HEADS:
-                del self._heads[next(iter(self._heads))]
-            self._heads[key] = (adapter, self.batcher.runner.head(ids, adapter))
-        return self._heads[key][1]
+        runner = self.batcher.runner
+        if tuple(head) not in self._heads:
+            self._heads[tuple(head)] = read_head(runner, head)
+        return build_prefix(runner, self._heads[tuple(head)], memories)
 
     async def _advance(self, sequence: Any) -> None:
         """Return once `sequence` has a new token or is done. Whoever waits runs the next
@@ -332,8 +301,7 @@ class LocalEngine:
         if sequence.error is not None:
             raise sequence.error
         return Generation(text=sequence.text(self.tokenizer).strip(),
-                          prompt_tokens=len(sequence.prompt) + (
-                              sequence.prefix.head if sequence.prefix is not None else 0),
+                          prompt_tokens=len(sequence.prompt),
                           completion_tokens=len(sequence.tokens), seconds=sequence.seconds,
                           finish_reason="length" if sequence.finish == "length" else "stop",
                           logprob=statistics.fmean(sequence.logprobs)
@@ -407,8 +375,8 @@ class LocalEngine:
 
         if not options:
             return []
-        prefix, prompt = (self._headed(messages, adapter) if not memories
-                          else self._prefix(messages, memories))
+        prefix, prompt = (None, self._prompt_ids(messages)) if not memories else \
+            self._prefix(messages, memories)
         rows = [self._ids(o) or [0] for o in options]
         longest = max(len(r) for r in rows)
         runner = self.batcher.runner.private()

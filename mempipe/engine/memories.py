@@ -65,12 +65,14 @@ def read_passages(runner: LlamaRunner, head: list[int], passages: list[list[int]
     return [s for s in states if s is not None]
 
 
-def build_prefix(runner: LlamaRunner, head: Prefix, memories: list[KVMemory]) -> Prefix:
-    """The cache prefix for a framing's head (`LlamaRunner.head`) followed by `memories`
-    in order, each rotated to the positions it now takes: per layer, every memory in one
-    rotation, from one table of angles (computing them per memory and layer took a third
-    of the time to the first token)."""
-    head_keys, head_values, length = head.keys, head.values, head.slots
+def build_prefix(runner: LlamaRunner, head: tuple[list[torch.Tensor], list[torch.Tensor]],
+                 memories: list[KVMemory]) -> Prefix:
+    """The cache prefix for a head (its rotated keys and values per layer) followed by
+    `memories` in order, each rotated to the positions it now takes: per layer, every
+    memory in one rotation, from one table of angles (computing them per memory and
+    layer took a third of the time to the first token)."""
+    head_keys, head_values = head
+    length = head_keys[0].shape[1]
     layers = min(m.layers for m in memories)
     starts = [length + sum(m.tokens for m in memories[:i]) for i in range(len(memories))]
     span = length + sum(m.tokens for m in memories)
@@ -89,6 +91,17 @@ def build_prefix(runner: LlamaRunner, head: Prefix, memories: list[KVMemory]) ->
         keys.append(torch.cat([head_keys[layer], k], dim=1))
         values.append(torch.cat([head_values[layer], v], dim=1))
     return Prefix(keys=keys, values=values, head=length, span=span, layers=layers)
+
+
+def read_head(runner: LlamaRunner, head: list[int]
+              ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """A framing's keys (rotated at 0..) and values per layer, (kv_heads, tokens, d)."""
+    with torch.inference_mode():
+        ids = torch.tensor([head], device=runner.device)
+        keys, values, _ = runner.encode(ids, torch.tensor([len(head)]), since=len(head))
+        where = torch.arange(len(head), device=runner.device)
+        return ([runner.rotate(k[0], where.expand(k.shape[1], -1)) for k in keys],
+                [v[0] for v in values])
 
 
 def fingerprint(runner: LlamaRunner) -> str:

@@ -29,26 +29,6 @@ def test_greedy_output_matches_plain_transformers_generate(engine: LocalEngine) 
     assert result.logprob == pytest.approx(sum(chosen) / len(chosen), abs=1e-4)
 
 
-def test_a_kept_head_reads_as_the_whole_prompt_would_per_adapter(
-        engine: LocalEngine, monkeypatch) -> None:
-    """The framing before the last message is read once per adapter and kept; what
-    follows it reads as if the whole prompt had been read."""
-    from mempipe.engine import local
-    from tests.mempipe.test_lora import trained
-
-    adapter = trained(engine.batcher.runner)
-    adapter.model = engine.fingerprint
-    messages = [Message(role="system", content="You answer questions about a text, briefly."),
-                Message(role="user", content="Who is the Queen of Hearts?")]
-    options = ["The Queen.", "A cat.", "Nobody at all"]
-    kept = [engine.score(messages, options, adapter=a) for a in (None, adapter)]
-    assert {id(a) for a, _ in engine._heads.values()} >= {id(None), id(adapter)}
-    monkeypatch.setattr(local, "HEAD_TOKENS", 10**6)  # no head: every prompt read whole
-    for a, scores in zip((None, adapter), kept):
-        assert scores == pytest.approx(engine.score(messages, options, adapter=a), abs=1e-4)
-    assert kept[0] != pytest.approx(kept[1], abs=1e-3)
-
-
 def test_budget_and_model_window_are_enforced(engine: LocalEngine) -> None:
     with pytest.raises(BudgetExceeded, match="exceeds its budget of 40 tokens"):
         anyio.run(engine.generate, request("word " * 50, budget=40))
