@@ -66,6 +66,22 @@ def test_rows_with_different_adapters_read_as_each_would_alone(engine) -> None:
     torch.testing.assert_close(both[1], read(runner, [second], IDS[1:])[0])
 
 
+def test_decoding_with_an_adapter_reads_as_prefilling_does(engine) -> None:
+    """A decoding step (few tokens: its addition in float32) gives what the same tokens
+    read together give."""
+    runner = engine.batcher.runner
+    adapter = trained(runner)
+    whole = read(runner, [adapter, adapter])[:, -1]
+    work = runner.private()
+    work.reserve(2, 64)
+    for row in (0, 1):
+        work.attach(row, adapter)
+    with torch.inference_mode():
+        for at in range(len(IDS[0])):
+            step = work.forward(0, torch.tensor(IDS)[:, at:at + 1], torch.full((2,), at))
+    torch.testing.assert_close(step[:, -1], whole, atol=1e-4, rtol=1e-4)
+
+
 def test_an_adapter_survives_saving_in_bf16(engine, tmp_path) -> None:
     runner = engine.batcher.runner
     adapter = trained(runner)
