@@ -104,6 +104,16 @@ def run_book(book: Path, qa: Path, limit: int | None, questions: int, epochs: in
         items, seconds = timed(lambda: pipeline.items(engine=engine, trace=trace))
         return items[0].text, "; ".join(trace.stages[0].notes), seconds
 
+    def in_turn(questions: list[str], tiers: tuple[str, ...]) -> dict[str, list]:
+        """Each question asked of every tier in turn: whatever the machine does meanwhile
+        falls on every tier alike (run one tier after another, the same answers measured
+        0.08-0.17 s from run to run)."""
+        results: dict[str, list] = {tier: [] for tier in tiers}
+        for question in questions:
+            for tier in tiers:
+                results[tier].append(answer(question, tier))
+        return results
+
     arms: dict[str, dict] = {}
     with uncounted():  # loads the model, tokenizer and index before anything is timed
         answer(asked[0]["question"], "text")
@@ -144,13 +154,7 @@ def run_book(book: Path, qa: Path, limit: int | None, questions: int, epochs: in
     with uncounted():  # the adapter's first use casts its weights: not timed either
         answer(asked[0]["question"], "params")
 
-    # The repeated questions, each asked of the three tiers in turn: whatever the machine
-    # does meanwhile falls on every tier alike (run one tier after another, the same
-    # answers measured 0.08-0.17 s from run to run).
-    again: dict[str, list] = {"params": [], "auto": [], "text": []}
-    for q in asked:
-        for tier, results in again.items():
-            results.append(answer(q["question"], tier))
+    again = in_turn([q["question"] for q in asked], ("params", "auto", "text"))
     arm("closed_book_adapter", again["params"])
     auto = again["auto"]
     arm("auto", auto)
@@ -172,12 +176,10 @@ def run_book(book: Path, qa: Path, limit: int | None, questions: int, epochs: in
     about = [row["question"] for row in map(json.loads, facts.read_text().splitlines()[1:])
              if row["question"].startswith("What does")][:ABOUT]
     timing = {}
-    runs = [[answer(question, tier) for tier in ("text", "auto")] for question in about]
-    for i, tier in enumerate(("text", "auto")):
-        asked_here = [pair[i] for pair in runs]
-        timing[tier] = {"median_s": round(statistics.median(s for *_, s in asked_here), 3),
+    for tier, runs in in_turn(about, ("text", "auto")).items():
+        timing[tier] = {"median_s": round(statistics.median(s for *_, s in runs), 3),
                         "by_adapter": round(statistics.fmean(
-                            "answered from params" in note for _, note, _ in asked_here), 3)}
+                            "answered from params" in note for _, note, _ in runs), 3)}
     timing["speedup_auto_over_text"] = round(timing["text"]["median_s"]
                                              / timing["auto"]["median_s"], 2)
     log(f"{book.name} about: {json.dumps(timing)}")
