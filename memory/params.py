@@ -141,6 +141,12 @@ def load(memory: Memory, engine: Any) -> tuple[Any, bool]:
     return adapter, adapter.about.get("content") != content(memory)
 
 
+def learned(adapter: Any) -> set[int]:
+    """The passages whose every fact `adapter` was trained on (their ids): what it can
+    answer for."""
+    return {int(i) for i in adapter.about.get("passages", "").split(",") if i}
+
+
 def describe(memory: Memory) -> dict[str, Any]:
     """What `memory stats` shows of tier 3: the namespace's adapters (one per weights
     trained for), their bytes, facts, the latest training and whether it is stale."""

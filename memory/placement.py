@@ -90,8 +90,7 @@ def plan(memory: Memory, engine: Any, budget: int = KV_BUDGET,
                   kv_bytes_after=used)
     adapter, stale = params.load(memory, engine)
     result.adapter = "none" if adapter is None else "stale" if stale else "current"
-    covered = set() if adapter is None or stale else \
-        {int(i) for i in adapter.about.get("passages", "").split(",") if i}
+    covered = set() if adapter is None or stale else params.learned(adapter)
     result.train = [p.id for p in ranked
                     if p.id not in covered and any(reader.asked_of(p.text))]
     return result

@@ -80,8 +80,11 @@ def test_tier_auto_takes_the_adapter_when_sure_then_memories_then_text(engine, m
         return item.meta.get("tier", "text"), "; ".join(trace.stages[0].notes)
 
     assert answered() == ("text", "answered from text")  # no adapter, no memories
-    params.train(books, engine, count=4, epochs=1, rank=2)
     monkeypatch.setattr(params, "CONFIDENT", 0.0)
+    params.train(books, engine, count=2, epochs=1, rank=2)  # not every fact of the passage
+    tier, note = answered()
+    assert tier == "text" and note.startswith("the adapter never learned the passage")
+    params.train(books, engine, count=8, epochs=1, rank=2)
     tier, note = answered()
     assert tier == "params" and note.startswith("answered from params (confidence 0.")
     monkeypatch.setattr(params, "CONFIDENT", 1.01)  # never sure: memory is read
