@@ -31,10 +31,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT / "examples" / "data"
 sys.path.insert(0, str(ROOT))
 
-from bench.whosaid import correct, isolated_home, log  # noqa: E402
+from bench.whosaid import DATA, correct, isolated_home, log, sets  # noqa: E402
 
 SETTINGS = ["fp16-128of128-all", "int8-128of128-all", "int4-128of128-all",
             "int8-32of128-all", "int8-8of128-all", "int8-128of128-half"]
@@ -215,8 +214,7 @@ def main() -> None:
                         help="questions the reader learns from")
     args = parser.parse_args()
     os.environ["MEMPIPE_HOME"] = isolated_home()
-    pairs = ([(args.book, args.qa)] if args.book else
-             [(DATA / (qa.name.split(".")[0] + ".txt"), qa) for qa in sorted(DATA.glob("qa/*"))])
+    pairs = sets(args.book, args.qa)
     books = {book.stem: run_book(book, qa, sorted(args.k), args.settings, args.limit,
                                  args.reader_book or other_book(book), args.reader_settings,
                                  args.reader_questions)

@@ -30,14 +30,9 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT / "examples" / "data"
 sys.path.insert(0, str(ROOT))
 
-from bench.whosaid import isolated_home, log  # noqa: E402
-
-
-def books() -> list[tuple[Path, Path]]:
-    return [(DATA / (qa.name.split(".")[0] + ".txt"), qa) for qa in sorted(DATA.glob("qa/*"))]
+from bench.whosaid import isolated_home, log, sets  # noqa: E402
 
 
 def recall_at_k(memory, text: str, qa: Path) -> dict[str, float]:
@@ -59,7 +54,7 @@ def index_and_recall(episodes_for: set[str]) -> tuple[dict, dict]:
     from mempipe.memory import Segmenter
 
     indexing, recall = {}, {}
-    for book, qa in books():
+    for book, qa in sets():
         text = book.read_text()
         item = Item(text=text, source=str(book), span=(0, len(text)))
         row, rec = {"chars": len(text)}, {}
@@ -98,7 +93,7 @@ def scale(count: int) -> dict:
     from mempipe.pipes.relevance import bm25
 
     sentences = []
-    for book, _ in books():
+    for book, _ in sets():
         text = book.read_text()
         sentences += [" ".join(text[a:b].split()) for a, b in sentence_spans(text)]
     sentences = [s for s in sentences if len(s) > 20]

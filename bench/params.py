@@ -37,11 +37,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT / "examples" / "data"
 sys.path.insert(0, str(ROOT))
 
 from bench.kv_memory import other_book  # noqa: E402
-from bench.whosaid import correct, isolated_home, log  # noqa: E402
+from bench.whosaid import correct, isolated_home, log, sets  # noqa: E402
 
 CLOZE, CHOICES = 300, 4  # 60 items were noise-level (+-6 points); see docs
 ABOUT = 30
@@ -229,8 +228,7 @@ def main() -> None:
     if bool(args.book) != bool(args.qa):
         parser.error("--book and --qa go together")
     os.environ["MEMPIPE_HOME"] = args.home or isolated_home()
-    pairs = ([(args.book, args.qa)] if args.book else
-             [(DATA / (qa.name.split(".")[0] + ".txt"), qa) for qa in sorted(DATA.glob("qa/*"))])
+    pairs = sets(args.book, args.qa)
     books = {book.stem: run_book(book, qa, args.limit, args.questions, args.epochs, args.steps,
                                  kept=bool(args.home))
              for book, qa in pairs}

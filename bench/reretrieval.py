@@ -25,10 +25,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT / "examples" / "data"
 sys.path.insert(0, str(ROOT))
 
-from bench.whosaid import correct, isolated_home, log  # noqa: E402
+from bench.whosaid import correct, isolated_home, log, sets  # noqa: E402
 
 QUESTION = 'What happens when someone says "{quote}"? Describe the scene.'
 
@@ -87,8 +86,7 @@ def main() -> None:
     if args.reader:  # where ask looks for it, in the benchmark's own home
         reader.path_for(engine.fingerprint).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(args.reader, reader.path_for(engine.fingerprint))
-    pairs = ([(args.book, args.qa)] if args.book else
-             [(DATA / (qa.name.split(".")[0] + ".txt"), qa) for qa in sorted(DATA.glob("qa/*"))])
+    pairs = sets(args.book, args.qa)
     books = {book.stem: run_book(book, qa, args.every, args.tokens, args.limit)
              for book, qa in pairs}
     result = {"benchmark": "reretrieval",

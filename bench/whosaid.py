@@ -40,6 +40,15 @@ def correct(answer: str, gold: str) -> bool:
     return " ".join(wanted.lower().split()) in " ".join(answer.lower().split())
 
 
+def sets(book: Path | None = None, qa: Path | None = None) -> list[tuple[Path, Path]]:
+    """The books and their who-said questions a benchmark runs on: `book` with `qa` when
+    given, else every bundled book that has a question set."""
+    if book is not None and qa is not None:
+        return [(book, qa)]
+    return [(DATA / (qa.name.split(".")[0] + ".txt"), qa)
+            for qa in sorted(DATA.glob("qa/*.whosaid.jsonl"))]
+
+
 def isolated_home() -> str:
     """A fresh MEMPIPE_HOME that shares the converted models of the real one, so the
     benchmark's memory never mixes with the user's."""
@@ -147,8 +156,7 @@ def main() -> None:
     args = parser.parse_args()
     if bool(args.book) != bool(args.qa):
         parser.error("--book and --qa go together")
-    pairs = [(args.book, args.qa)] if args.book else [
-        (DATA / (qa.name.split(".")[0] + ".txt"), qa) for qa in sorted(DATA.glob("qa/*.jsonl"))]
+    pairs = sets(args.book, args.qa)
     os.environ["MEMPIPE_HOME"] = isolated_home()
     books = {book.stem: run_book(book, qa, args.limit, args.truncate_limit, args.form,
                                  args.skip_baselines)
