@@ -43,7 +43,7 @@ class Ask(ReduceAgent):
         default="auto", description="params: answer with the adapter mempipe memory train "
         "made of the namespace, nothing recalled; kv: read the recalled passages' key/value "
         "memories (remember --tier kv), no prefill; text: read them as text; auto: the "
-        "adapter when it learned the passage recalled first and is sure, else memories "
+        "adapter when it is sure (and learned the passage a quote is from), else memories "
         "when every recalled passage has one and a memory reader is trained, else text")
     reretrieve: int = Field(
         default=0, ge=0, description="with --tier kv: recall again every N tokens written, "
@@ -69,16 +69,15 @@ class Ask(ReduceAgent):
         if self.tier == "params":
             yield await self._from_params(ctx, await self._adapted(ctx, strict=True))
             return
+        adapted = await self._adapted(ctx) if self.tier == "auto" else None
+        if adapted and (sure := await self._from_params(ctx, adapted, sure=True)):
+            yield sure
+            return
         if self.from_ is None and not ctx.scratch:
             raise UsageError("nothing to answer from")
         if self.tier == "kv" and self.from_ is None:
             raise UsageError("--tier kv reads a namespace's memories: name it with --from")
-        found = await anyio.to_thread.run_sync(self._recall, ctx)
-        adapted = await self._adapted(ctx) if self.tier == "auto" else None
-        if adapted and (sure := await self._from_params(ctx, adapted, found)):
-            yield sure
-            return
-        groups = await anyio.to_thread.run_sync(widened, found)
+        groups = await anyio.to_thread.run_sync(self._recall, ctx)
         if not groups:
             raise UsageError(f"nothing in {self.from_ or 'the input'} bears on the question")
         contexts = [joined(group) for _, group in groups]
@@ -134,8 +133,8 @@ class Ask(ReduceAgent):
                 answer, left = answer + result.text, left - result.completion_tokens
                 if result.finish_reason == "stop" or left <= 0:
                     break
-                groups = await anyio.to_thread.run_sync(
-                    lambda query: widened(self._recall(ctx, query)), f"{self.question} {answer}")
+                groups = await anyio.to_thread.run_sync(self._recall, ctx,
+                                                        f"{self.question} {answer}")
                 read += [joined(group) for _, group in groups]
                 prompt, memories = await self._reading(groups, model, 0, ctx)
         seen, sources = set(), []
@@ -174,24 +173,26 @@ class Ask(ReduceAgent):
         return (names[0], adapter) if adapter is not None else None
 
     async def _from_params(self, ctx: Context, adapted: tuple[str, Any],
-                           found: list[tuple[Store, Passage]] | None = None) -> Item | None:
-        """The answer from the namespace's adapter (tier 3): nothing read, so it comes as
-        fast as a question alone. Given what was `found` for the question (--tier auto),
-        only when the adapter learned the best of it (every fact of that passage) and was
-        sure of its answer (the geometric mean of its tokens' probabilities): an adapter
-        is as sure of what it never learned as of what it did."""
+                           sure: bool = False) -> Item | None:
+        """The answer from the namespace's adapter (tier 3): nothing recalled, nothing
+        read, so it comes as fast as a question alone. With `sure` (--tier auto), only an
+        answer the adapter was sure of (the geometric mean of its tokens' probabilities),
+        and for a question that quotes, only when the adapter learned every fact of each
+        passage holding the quoted words: it is as sure of a quote it never learned."""
         name, adapter = adapted
-        if found is not None and (not found or found[0][1].namespace != name
-                                  or found[0][1].id not in params.learned(adapter)):
-            ctx.note("the adapter never learned the passage recalled first, so it is read")
-            return None
+        if sure and (quoted := phrases(self.question)):
+            store = Store()
+            holding = await anyio.to_thread.run_sync(store.holding, [name], quoted)
+            if not holding or not set(holding) <= params.learned(adapter):
+                ctx.note("the adapter never learned the passage quoted, so recalled")
+                return None
         result = await ctx.complete(params.PROMPT.format(question=self.question),
                                     system=SYSTEM, max_tokens=self.max_tokens, adapter=adapter)
         said = "answered from params"
-        if found is not None:
+        if sure:
             sureness = math.exp(result.logprob or -math.inf) if result.text.strip() else 0.0
             if sureness < params.CONFIDENT:
-                ctx.note(f"the adapter was unsure ({sureness:.2f}), so what was recalled is read")
+                ctx.note(f"the adapter was unsure ({sureness:.2f}), so recalled")
                 return None
             said += f" (confidence {sureness:.2f})"
         ctx.note(said)
@@ -276,8 +277,10 @@ class Ask(ReduceAgent):
             raise UsageError(f"--budget {self.budget} leaves no room for any evidence")
         return chosen
 
-    def _recall(self, ctx: Context, query: str | None = None) -> list[tuple[Store, Passage]]:
-        """Passages recalled for `query` (the question unless given), best first."""
+    def _recall(self, ctx: Context, query: str | None = None
+                ) -> list[tuple[Store, list[Passage]]]:
+        """Passages recalled for `query` (the question unless given), each widened by the
+        passages around it in its document."""
         query = query or self.question
         found: list[tuple[Store, Passage]] = []
         if self.from_ is not None:
@@ -286,7 +289,7 @@ class Ask(ReduceAgent):
                                                        self.k)]
         if ctx.scratch:
             found += [(ctx.scratch.store, p) for p in ctx.scratch.recall(query, self.k)]
-        return found
+        return widened(found)
 
 
 def widened(found: list[tuple[Store, Passage]]) -> list[tuple[Store, list[Passage]]]:

@@ -31,7 +31,7 @@ from mempipe.pipes.progress import staged
 QUESTIONS, EPOCHS, RANK, LR = 300, 2, 16, 5e-4  # 12 minutes on a 2-core CPU, see bench
 TEACHER_TOKENS = 16
 KS = (3, 5)  # recalled passages per question, as ask reads them
-_QUOTE = re.compile(r'["“]([^"”\n]{25,140}?)[,.!?]?["”]')
+_QUOTE = re.compile(r'["“]((?:[^"”\n]|\n(?!\n)){25,140}?)[,.!?]?["”]')  # one paragraph
 _NAME = re.compile(r"(?<=[a-z,;] )[A-Z][a-z]{2,}(?: [A-Z][a-z]{2,})?")
 
 
@@ -70,7 +70,8 @@ def questions(memory: Memory, count: int, seed: int = 0,
 def asked_of(text: str) -> tuple[list[str], list[str]]:
     """The questions a passage's text answers: who said each quote; what it says about
     each name."""
-    said = list(dict.fromkeys(f'Who said "{q.strip()}"?' for q in _QUOTE.findall(text)))
+    said = list(dict.fromkeys(f'Who said "{" ".join(q.split())}"?'
+                              for q in _QUOTE.findall(text)))  # as a line wrapped in print
     about = list(dict.fromkeys(f"What does the text say about {n}?"
                                for n in _NAME.findall(text)))
     return said, about

@@ -271,6 +271,12 @@ class Store:
         self._count_recalls(chosen)
         return found
 
+    def holding(self, namespaces: list[str], phrases: list[str]) -> list[int]:
+        """The passages that hold any of `phrases` word for word (punctuation, case and
+        line breaks aside), by id; nothing is counted as recalled."""
+        found = [i for phrase in phrases for i in self._bm25(namespaces, q.fts_phrase(phrase))]
+        return list(dict.fromkeys(found))
+
     def passages(self, namespace: str) -> list[Passage]:
         """Every passage of `namespace` in the order it was remembered."""
         rows = self.db.query("select * from passages where namespace = ? order by id",

@@ -32,6 +32,14 @@ def test_questions_ask_who_said_each_quote_then_about_names(books) -> None:
     assert reader.questions(books, 10) == asked  # the same sample every time
 
 
+def test_a_quote_wrapped_over_lines_is_asked_on_one_but_not_across_paragraphs() -> None:
+    said, _ = reader.asked_of('"But it must very materially lessen their chance of\n'
+                              'marrying men," replied Darcy. "I am quite sure of it.\n\n'
+                              'Nobody spoke for a long while after that," she said.')
+    assert said == ['Who said "But it must very materially lessen their chance of marrying '
+                    'men"?']
+
+
 def test_training_saves_a_reader_that_ask_reads_memories_with(books, engine, capsys) -> None:
     question = 'Who said "Off with his head"?'
     ask(question, from_="books", tier="kv").pipeline()  # builds

@@ -36,6 +36,14 @@ def test_a_quoted_phrase_ranks_its_passage_first(alice_store: Store) -> None:
     assert best.source == "alice.txt" and BOOK[best.span[0]:best.span[1]] == best.text
 
 
+def test_the_passages_holding_a_phrase_are_found_without_counting_a_recall(
+        alice_store: Store) -> None:
+    before = {p.id: p.recalls for p in alice_store.passages("alice")}
+    held = alice_store.holding(["alice"], [QUOTE.upper(), "no such words anywhere here"])
+    assert held and all(QUOTE in p.text for p in alice_store.passages("alice") if p.id in held)
+    assert {p.id: p.recalls for p in alice_store.passages("alice")} == before
+
+
 def test_dense_retrieval_finds_a_paraphrase(alice_store: Store) -> None:
     # No quoted phrase and little word overlap: the vectors carry it.
     found = alice_store.search(["alice"], "a grin that stays after the cat disappears", k=5)
