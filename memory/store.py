@@ -258,9 +258,7 @@ class Store:
         passage holding a quoted phrase of the query word for word comes first."""
         for name in namespaces:
             check_namespace(name)
-        exact: list[int] = []
-        for phrase in q.exact(query):
-            exact += [i for i in self._bm25(namespaces, q.fts_phrase(phrase)) if i not in exact]
+        exact = self.holding(namespaces, q.exact(query))
         fused = q.fuse([self._bm25(namespaces, q.fts_any(query)),
                         self._dense(namespaces, query)])
         ranked = exact + sorted((i for i in fused if i not in exact), key=lambda i: -fused[i])
