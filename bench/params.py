@@ -82,6 +82,11 @@ def general(engine, items: list[tuple[str, list[str]]], adapter=None) -> float:
     return round(right / len(items), 3)
 
 
+def by_adapter(runs: list[tuple[str, str, float]]) -> float:
+    """The share of answers the adapter gave (as the trace said)."""
+    return round(statistics.fmean("answered from params" in note for _, note, _ in runs), 3)
+
+
 def run_book(book: Path, qa: Path, limit: int | None, questions: int, epochs: int,
              steps: int | None, kept: bool = False) -> dict:
     """Every measure of the module's docstring for one book; `kept`: its home holds an
@@ -176,8 +181,7 @@ def run_book(book: Path, qa: Path, limit: int | None, questions: int, epochs: in
     auto = again["auto"]
     arm("auto", auto)
     arm("text_repeated", again["text"])
-    arms["auto"]["answered_by_adapter"] = round(
-        sum("answered from params" in note for _, note, _ in auto) / len(auto), 3)
+    arms["auto"]["answered_by_adapter"] = by_adapter(auto)
 
     arms["auto"]["learned"] = round(
         sum("never learned" not in note for _, note, _ in auto) / len(auto), 3)
@@ -186,8 +190,7 @@ def run_book(book: Path, qa: Path, limit: int | None, questions: int, epochs: in
         for tier, name in (("params", "closed_book_adapter"), ("auto", "auto"),
                            ("text", "text_repeated")):
             arm(name, runs[tier], named, who_is)
-        who_is["auto"]["answered_by_adapter"] = round(statistics.fmean(
-            "answered from params" in note for _, note, _ in runs["auto"]), 3)
+        who_is["auto"]["answered_by_adapter"] = by_adapter(runs["auto"])
 
     sure = []  # the adapter's confidence on each question, as auto measured it
     for _, note, _ in auto:
@@ -205,8 +208,7 @@ def run_book(book: Path, qa: Path, limit: int | None, questions: int, epochs: in
     timing = {}
     for tier, runs in in_turn(about, ("text", "auto")).items():
         timing[tier] = {"median_s": round(statistics.median(s for *_, s in runs), 3),
-                        "by_adapter": round(statistics.fmean(
-                            "answered from params" in note for _, note, _ in runs), 3)}
+                        "by_adapter": by_adapter(runs)}
     timing["speedup_auto_over_text"] = round(timing["text"]["median_s"]
                                              / timing["auto"]["median_s"], 2)
     log(f"{book.name} about: {json.dumps(timing)}")
