@@ -3,10 +3,11 @@ questions about it with nothing recalled and nothing read (Memory³'s parameters
 
 Training data comes from memory itself: questions about the namespace's passages (who
 said each quote, what the text says about the names it mentions), its most read passages'
-first, each answered by `ask` reading the passages as text (tier 1, its best reader),
-each asked in a few forms (a fact seen in one wording is learned poorly). The answers are
-kept beside the adapter, so a retrain asks only what it has not asked before. The adapter
-names the namespace's content: when the namespace changes, it is reported stale."""
+first, then who each speaker found is; each answered by `ask` reading the passages as text
+(tier 1, its best reader), each asked in a few forms (a fact seen in one wording is learned
+poorly). The answers are kept beside the adapter, so a retrain asks only what it has not
+asked before. The adapter names the namespace's content (when the namespace changes, it is
+reported stale) and what it was taught (what it can answer for: `knows`)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import hashlib
 import itertools
 import json
 import re
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,7 @@ from mempipe.engine.base import Message
 from mempipe.errors import UsageError
 from mempipe.files import write_atomically
 from mempipe.memory import Memory, kv, reader
+from mempipe.memory.query import phrases
 from mempipe.memory.store import now, uncounted
 from mempipe.pipes.progress import staged
 
@@ -32,8 +35,10 @@ QUESTIONS, EPOCHS, RANK, LR = 300, 3, 16, 1e-3
 ANSWER_TOKENS = 24
 CONFIDENT = 0.8  # auto takes the adapter's answer this sure of it (bench/params.py)
 PROMPT = "Question: {question}\nAnswer in a few words."  # nothing recalled: no text
+SPEAKERS = 40  # who-is facts: the speakers most often found, each named mid-sentence
 _WHO_SAID = re.compile(r'Who said "(.*)"\?')
 _ABOUT = re.compile(r"What does the text say about (.*)\?")
+_WHO_IS = re.compile(r"Who is (.*)\?")
 _CONTENT: dict[tuple[str, str, tuple], str] = {}
 
 
@@ -62,8 +67,23 @@ def forms(question: str) -> list[str]:
         said = quote[1]
         return [question, f'Which character says "{said}"?', f'Whose words are "{said}"?']
     if name := _ABOUT.fullmatch(question):
-        return [question, f"Who is {name[1]}?", f"Tell me about {name[1]}."]
+        return [question, f"Tell me about {name[1]}.", f"What do we learn about {name[1]}?"]
+    if name := _WHO_IS.fullmatch(question):
+        return [question, f"Who's {name[1]}?", f"Tell me who {name[1]} is."]
     return [question]
+
+
+def knows(adapter: Any, question: str) -> bool:
+    """Whether `adapter` was taught `question`, in one of its forms (case, spacing and
+    punctuation aside): a question that quotes nothing is answered from the adapter only
+    then, since it is as sure of what it was never taught (`learned` covers quotes)."""
+    taught = {_key(form) for asked in adapter.about.get("taught", "").splitlines()
+              for form in forms(asked)}
+    return _key(question) in taught
+
+
+def _key(question: str) -> str:
+    return " ".join(re.findall(r"[\w'’]+", question.lower()))
 
 
 def messages(question: str) -> list[Message]:
@@ -90,28 +110,44 @@ def train(memory: Memory, engine: Any = None, count: int = QUESTIONS, epochs: in
         raise UsageError(f"{memory.namespace} holds no passages to learn facts from")
     kept = path.with_suffix(".facts.jsonl")
     known = _kept(kept, made_from)
-    if missing := [q for q in asked if q not in known]:
-        with uncounted():
-            answered = anyio.run(_answers, memory.namespace, missing, engine,
-                                 staged(progress, "facts"))
-        known.update(zip(missing, answered, strict=True))
-        _keep(kept, made_from, known)
+
+    def answer(questions: list[str]) -> None:
+        if missing := [q for q in questions if q not in known]:
+            with uncounted():
+                answered = anyio.run(_answers, memory.namespace, missing, engine,
+                                     staged(progress, "facts"))
+            known.update(zip(missing, answered, strict=True))
+            _keep(kept, made_from, known)
+
+    answer(asked)
+    answer(who := [f"Who is {name}?" for name in speakers(memory, asked, known)])
+    asked += [q for q in who if q not in asked]
     examples = [(messages(form), lambda: [], known[q]) for q in asked if known[q]
                 for form in forms(q)]
     if not examples:
         raise UsageError(f"the model answered none of {len(asked)} questions about "
                          f"{memory.namespace} from its text: nothing to train on")
-    learned = set(asked)
+    learned = set(asked)  # asked of the text: an empty answer had nothing to teach
     covered = [str(p.id) for p in first
                if all(set(some) <= learned for some in reader.asked_of(p.text))]
     adapter = engine.new_adapter(rank, {"namespace": memory.namespace, "content": made_from,
                                         "facts": str(len(asked)), "trained": now(),
-                                        "passages": ",".join(covered)})
+                                        "passages": ",".join(covered),
+                                        "taught": "\n".join(q for q in asked if known[q]
+                                                            and not phrases(q))})
     losses = engine.fit_adapter(adapter, examples, epochs, LR,
                                 progress=staged(progress, "training"),
                                 checkpoint=path.with_suffix(".checkpoint"), steps=steps)
     adapter.save(path)
     return path, losses
+
+
+def speakers(memory: Memory, asked: list[str], known: dict[str, str]) -> list[str]:
+    """Who the text tier found saying the quotes asked, most often first, if the namespace
+    names them mid-sentence (a name, not "Yes" or a sentence)."""
+    found = Counter(known.get(q, "").rstrip(".") for q in asked if _WHO_SAID.fullmatch(q))
+    named = {name for passage in memory.passages() for name in reader.named(passage.text)}
+    return [name for name, _ in found.most_common() if name in named][:SPEAKERS]
 
 
 async def _answers(namespace: str, asked: list[str], engine: Any,

@@ -26,13 +26,14 @@ from mempipe.errors import UsageError
 from mempipe.files import write_atomically
 from mempipe.memory import Memory, Passage, kv
 from mempipe.memory.store import uncounted
+from mempipe.pipes.answers import TITLES
 from mempipe.pipes.progress import staged
 
 QUESTIONS, EPOCHS, RANK, LR = 300, 2, 16, 5e-4  # 12 minutes on a 2-core CPU, see bench
 TEACHER_TOKENS = 16
 KS = (3, 5)  # recalled passages per question, as ask reads them
 _QUOTE = re.compile(r'["“]((?:[^"”\n]|\n(?!\n)){25,140}?)[,.!?]?["”]')  # one paragraph
-_NAME = re.compile(r"(?<=[a-z,;] )[A-Z][a-z]{2,}(?: [A-Z][a-z]{2,})?")
+_NAME = re.compile(rf"(?<=[a-z,;] )(?:{TITLES}\.?\s+)?[A-Z][a-z]{{2,}}(?: [A-Z][a-z]{{2,}})?")
 
 
 def path_for(model: str) -> Path:
@@ -72,9 +73,14 @@ def asked_of(text: str) -> tuple[list[str], list[str]]:
     each name."""
     said = list(dict.fromkeys(f'Who said "{" ".join(q.split())}"?'
                               for q in _QUOTE.findall(text)))  # as a line wrapped in print
-    about = list(dict.fromkeys(f"What does the text say about {n}?"
-                               for n in _NAME.findall(text)))
+    about = [f"What does the text say about {name}?" for name in named(text)]
     return said, about
+
+
+def named(text: str) -> list[str]:
+    """The names a text mentions mid-sentence (where a capital means a name), with their
+    title: Mrs. Bennet is not Mr. Bennet."""
+    return list(dict.fromkeys(" ".join(name.split()) for name in _NAME.findall(text)))
 
 
 def train(memory: Memory, engine: Any = None, count: int = QUESTIONS, epochs: int = EPOCHS,

@@ -127,7 +127,7 @@ def train_reader(namespace: str, questions: int, epochs: int, rank: int) -> None
 @click.argument("namespace")
 @click.option("--questions", default=300, type=COUNT, show_default=True,
               help="Facts asked of the namespace, its most read passages' first (each "
-              "learned in a few wordings).")
+              "learned in a few wordings); then who each speaker found is.")
 @click.option("--epochs", default=3, type=COUNT, show_default=True, help="Passes over them.")
 @click.option("--steps", type=COUNT, help="Stop after this many steps (one fact each).")
 @click.option("--rank", default=16, type=COUNT, show_default=True, help="The adapter's LoRA rank.")

@@ -211,5 +211,5 @@ def test_place_trains_the_adapter_on_what_was_asked_and_auto_answers_from_it(
     traced = mempipe("--trace", f"ask '{plain}' --from alice-params")
     assert traced.returncode == 0 and "; answered from " in traced.stderr, traced.stderr
     stats = json.loads(mempipe("memory", "stats", "alice-params", "--json").stdout)
-    assert stats["adapters"] == 1 and stats["adapter_facts"] == 16
+    assert stats["adapters"] == 1 and stats["adapter_facts"] >= 16  # and who-is facts
     assert not stats["adapter_stale"]

@@ -20,8 +20,28 @@ def test_each_fact_is_learned_in_several_wordings() -> None:
         'Who said "Off with his head"?', 'Which character says "Off with his head"?',
         'Whose words are "Off with his head"?']
     assert params.forms("What does the text say about Gryphon?")[1:] == [
-        "Who is Gryphon?", "Tell me about Gryphon."]
+        "Tell me about Gryphon.", "What do we learn about Gryphon?"]
+    assert params.forms("Who is Mr. Darcy?")[1:] == ["Who's Mr. Darcy?",
+                                                     "Tell me who Mr. Darcy is."]
     assert params.forms("Why?") == ["Why?"]
+
+
+def test_an_adapter_knows_the_questions_it_was_taught_in_any_of_their_forms(engine) -> None:
+    adapter = engine.new_adapter(2, {"taught": "Who is Mr. Darcy?\nWhat does the text say "
+                                               "about Gryphon?"})
+    for asked in ("who is mr. darcy", "Tell me who Mr.  Darcy is!", "Tell me about Gryphon."):
+        assert params.knows(adapter, asked), asked
+    for asked in ("Who is Mrs. Darcy?", "Who is Gryphon?", "Why?"):
+        assert not params.knows(adapter, asked), asked
+    assert not params.knows(engine.new_adapter(2), "Who is Mr. Darcy?")
+
+
+def test_speakers_are_those_the_text_found_saying_quotes_that_it_names() -> None:
+    memory = Memory("speakers")
+    memory.remember(TEXT)
+    known = {'Who said "a"?': "Alice", 'Who said "b"?': "Queen.", 'Who said "c"?': "Alice",
+             'Who said "d"?': "Yes", 'Who said "e"?': "The answer is Alice"}
+    assert params.speakers(memory, list(known), known) == ["Alice", "Queen"]
 
 
 def test_a_namespace_trains_its_own_adapter_that_ask_answers_with(engine, capsys) -> None:
@@ -36,7 +56,10 @@ def test_a_namespace_trains_its_own_adapter_that_ask_answers_with(engine, capsys
                                 progress=lambda stage, done, total: stages.add(stage))
     assert stages == {"facts", "training"} and len(losses) == 2
     facts = path.with_suffix(".facts.jsonl").read_text().splitlines()
-    assert len(facts) == 1 + 4 and 'Who said \\"' in "".join(facts)
+    assert len(facts) > 1 + 4 and 'Who said \\"' in "".join(facts)
+    taught = params.load(books, engine)[0].about["taught"].splitlines()
+    assert not any(q.startswith("Who said") for q in taught)  # quotes: `learned` passages
+    assert any(q.startswith("Who is ") for q in taught)  # a speaker the text tier found
     other_path, _ = params.train(other, engine, count=2, epochs=1, rank=2)
     assert other_path != path and path.is_file() and other_path.is_file()
     adapter, stale = params.load(books, engine)
@@ -73,10 +96,10 @@ def test_tier_auto_takes_the_adapter_when_sure_then_memories_then_text(engine, m
     books.remember(TEXT)
     question = 'Who said "Off with his head"?'
 
-    def answered(**options) -> tuple[str, str]:
+    def answered(asked: str = question, **options) -> tuple[str, str]:
         trace = Trace()
-        [item] = ask(question, from_="books", **options).pipeline().items(engine=engine,
-                                                                           trace=trace)
+        [item] = ask(asked, from_="books", **options).pipeline().items(engine=engine,
+                                                                        trace=trace)
         return item.meta.get("tier", "text"), "; ".join(trace.stages[0].notes)
 
     assert answered() == ("text", "answered from text")  # no adapter, no memories
@@ -87,6 +110,10 @@ def test_tier_auto_takes_the_adapter_when_sure_then_memories_then_text(engine, m
     params.train(books, engine, count=8, epochs=1, rank=2)
     tier, note = answered()
     assert tier == "params" and note.startswith("answered from params (confidence 0.")
+    taught = params.load(books, engine)[0].about["taught"].splitlines()[0]
+    assert answered(params.forms(taught)[1])[0] == "params"  # taught in another form
+    tier, note = answered("Who is the Gryphon's friend?")
+    assert tier == "text" and note.startswith("the adapter was never taught this question")
     monkeypatch.setattr(params, "CONFIDENT", 1.01)  # never sure: memory is read
     tier, note = answered()
     assert tier == "text" and note.startswith("the adapter was unsure (0.")

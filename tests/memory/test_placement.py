@@ -75,7 +75,8 @@ def test_training_asks_the_hot_passages_facts_first_and_keeps_every_answer(engin
                                     (stage, done, total)))
     assert ("training", 2, 2) in stages and len(losses) == 1
     facts = path.with_suffix(".facts.jsonl").read_text().splitlines()
-    assert [json.loads(line)["question"] for line in facts[1:]] == asked
+    kept = [json.loads(line)["question"] for line in facts[1:]]
+    assert kept[:3] == asked and all(q.startswith("Who is ") for q in kept[3:])  # speakers
     stages.clear()
     params.train(memory, engine, count=5, epochs=1, rank=2, steps=1,
                  progress=lambda stage, done, total: stages.append((stage, done, total)))
