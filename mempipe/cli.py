@@ -130,7 +130,7 @@ def agents(as_json: bool) -> None:
                                    "arguments": list(cls.positional), "options": options}))
             continue
         args = " ".join(f"<{p}>" for p in cls.positional)
-        flags = " ".join(f"--{n.replace('_', '-')}={v}" for n, v in options.items()
+        flags = " ".join(f"--{n.rstrip('_').replace('_', '-')}={v}" for n, v in options.items()
                          if n not in cls.positional)
         click.echo(f"{cls.name:<12} {cls.kind:<7} {about}  {args} {flags}".rstrip())
 

@@ -123,6 +123,19 @@ def test_ctrl_c_exits_130_without_traceback(tiny_model: Path, after: float) -> N
     assert proc.stderr is not None and proc.stderr.read().strip() == "mempipe: interrupted"
 
 
+def test_the_command_takes_ctrl_c_before_its_heavy_imports() -> None:
+    """The entry point sets its handler first; the package it imports loads nothing heavy
+    (a Ctrl-C while pydantic or numpy loaded printed a traceback)."""
+    probe = ("import sys, mempipe.__main__; "
+             "print(sorted({'pydantic', 'numpy', 'sqlite_utils', 'torch'} & set(sys.modules)))")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            cwd=ROOT)
+    assert result.stdout.strip() == "[]", result.stderr
+    from mempipe import Item, ask  # what the package offers is still there, when used
+
+    assert ask("Why?").question == "Why?" and Item(text="x").text == "x"
+
+
 def test_output_to_a_closed_pipe_is_quiet() -> None:
     shell = (f"{sys.executable} -m mempipe 'read {ALICE} {ALICE} {ALICE}' | head -c 10")
     result = subprocess.run(shell, shell=True, capture_output=True, text=True, cwd=ROOT)
