@@ -96,9 +96,9 @@ def train(memory: Memory, engine: Any = None, count: int = QUESTIONS, epochs: in
           rank: int = RANK, steps: int | None = None,
           progress: Callable[[str, int, int], None] | None = None) -> tuple[Path, list[float]]:
     """Train the namespace's adapter on `count` of its facts, those of its most read
-    passages first (memory/placement.py), for `epochs` or at most `steps` steps, and save
-    it; the path and each epoch's loss. Answers asked before, of the same content, are
-    kept and not asked again."""
+    passages first (memory/placement.py), then who each speaker they found is, for
+    `epochs` or at most `steps` steps, and save it; the path and each epoch's loss.
+    Answers asked before, of the same content, are kept and not asked again."""
     from mempipe.engine import get_engine
     from mempipe.memory.placement import hot
 
@@ -120,7 +120,8 @@ def train(memory: Memory, engine: Any = None, count: int = QUESTIONS, epochs: in
             _keep(kept, made_from, known)
 
     answer(asked)
-    answer(who := [f"Who is {name}?" for name in speakers(memory, asked, known)])
+    who = [f"Who is {name}?" for name in speakers(memory, asked, known)]
+    answer(who)
     asked += [q for q in who if q not in asked]
     examples = [(messages(form), lambda: [], known[q]) for q in asked if known[q]
                 for form in forms(q)]
