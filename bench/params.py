@@ -50,6 +50,14 @@ ABOUT = 30
 THRESHOLDS = [0.0, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.01]
 
 
+def judged(answer: str, gold: str | list[str]) -> bool:
+    """A who-said answer is right when it names the speaker (DESIGN.md's rule); a who-is
+    answer when it holds any of the words listed."""
+    if isinstance(gold, str):
+        return correct(answer, gold)
+    return any(word.lower() in answer.lower() for word in gold)
+
+
 def timed(fn) -> tuple[object, float]:
     started = time.perf_counter()
     value = fn()
@@ -128,22 +136,20 @@ def run_book(book: Path, qa: Path, limit: int | None, questions: int, epochs: in
     with uncounted():  # loads the model, tokenizer and index before anything is timed
         answer(asked[0]["question"], "text")
 
-    def arm(name: str, results: list[tuple[str, str, float]], gold: list[dict] = asked,
-            into: dict = arms) -> None:
-        right = [(correct(a, q["answer"]) if isinstance(q["answer"], str) else
-                  any(k.lower() in a.lower() for k in q["answer"]))
-                 for (a, _, _), q in zip(results, gold)]
+    def arm(into: dict, name: str, results: list[tuple[str, str, float]],
+            gold: list[dict]) -> None:
+        right = [judged(a, q["answer"]) for (a, _, _), q in zip(results, gold)]
         into[name] = {"accuracy": round(sum(right) / len(right), 3),
                       "median_s": round(statistics.median(s for _, _, s in results), 3),
                       "right": right}
         log(f"{book.name} {name}: {into[name]['accuracy']:.1%}, "
             f"median {into[name]['median_s']} s")
 
-    arm("text", [answer(q["question"], "text") for q in asked])
+    arm(arms, "text", [answer(q["question"], "text") for q in asked], asked)
     who_is: dict[str, dict] = {}  # "Who is X?": any of its words right (qa/*.whois.jsonl)
     if whois.is_file():
         named = [json.loads(line) for line in whois.read_text().splitlines() if line.strip()]
-        arm("text", [answer(q["question"], "text") for q in named], named, who_is)
+        arm(who_is, "text", [answer(q["question"], "text") for q in named], named)
 
     async def closed(question: str) -> str:
         request = GenerationRequest(messages=params.messages(question), max_tokens=24,
@@ -154,9 +160,9 @@ def run_book(book: Path, qa: Path, limit: int | None, questions: int, epochs: in
         return [(lambda r: (r[0], "", r[1]))(timed(lambda q=q: anyio.run(closed, q["question"])))
                 for q in gold]
 
-    arm("closed_book_base", base(asked))
+    arm(arms, "closed_book_base", base(asked), asked)
     if who_is:
-        arm("closed_book_base", base(named), named, who_is)
+        arm(who_is, "closed_book_base", base(named), named)
 
     plan = placement.plan(memory, engine, budget=0)
     if kept and plan.adapter != "none":
@@ -177,10 +183,10 @@ def run_book(book: Path, qa: Path, limit: int | None, questions: int, epochs: in
         answer(asked[0]["question"], "params")
 
     again = in_turn([q["question"] for q in asked], ("params", "auto", "text"))
-    arm("closed_book_adapter", again["params"])
+    arm(arms, "closed_book_adapter", again["params"], asked)
     auto = again["auto"]
-    arm("auto", auto)
-    arm("text_repeated", again["text"])
+    arm(arms, "auto", auto, asked)
+    arm(arms, "text_repeated", again["text"], asked)
     arms["auto"]["answered_by_adapter"] = by_adapter(auto)
 
     arms["auto"]["learned"] = round(
@@ -189,7 +195,7 @@ def run_book(book: Path, qa: Path, limit: int | None, questions: int, epochs: in
         runs = in_turn([q["question"] for q in named], ("params", "auto", "text"))
         for tier, name in (("params", "closed_book_adapter"), ("auto", "auto"),
                            ("text", "text_repeated")):
-            arm(name, runs[tier], named, who_is)
+            arm(who_is, name, runs[tier], named)
         who_is["auto"]["answered_by_adapter"] = by_adapter(runs["auto"])
 
     sure = []  # the adapter's confidence on each question, as auto measured it
