@@ -17,8 +17,8 @@ Per book, in one run and one fresh mempipe home:
    each asked in turn of params, auto and text (`text_repeated`: the times compared).
 5. `auto_accuracy`: `ask --tier auto`, the adapter when sure, else text; the share the
    adapter answered, and the accuracy and that share each confidence threshold would
-   give. `about`: the same timing on trained questions that quote nothing ("What does the
-   text say about X?"), where text reads a few passages and writes its answer.
+   give. `about`: the same timing on questions the adapter was taught that quote nothing
+   ("What does the text say about X?"), where text reads a few passages and writes.
    `who_is`: where the book has `qa/BOOK.whois.jsonl` (who-is-who questions, each right
    when the answer holds any of its words), steps 1, 2, 4 and 5 on those too: asked
    with the who-said questions before training, so their passages are hot as well.
@@ -208,9 +208,8 @@ def run_book(book: Path, qa: Path, limit: int | None, questions: int, epochs: in
                       "by_adapter": round(statistics.fmean(c >= t for *_, c in pairs), 3)}
              for t in THRESHOLDS}
 
-    facts = params.path_for(namespace, engine.fingerprint).with_suffix(".facts.jsonl")
-    about = [row["question"] for row in map(json.loads, facts.read_text().splitlines()[1:])
-             if row["question"].startswith("What does")][:ABOUT]
+    about = [q for q in adapter.about.get("taught", "").splitlines()
+             if q.startswith("What does")][:ABOUT]
     timing = {}
     for tier, runs in in_turn(about, ("text", "auto")).items():
         timing[tier] = {"median_s": round(statistics.median(s for *_, s in runs), 3),
