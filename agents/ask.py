@@ -43,9 +43,9 @@ class Ask(ReduceAgent):
         default="auto", description="params: answer with the adapter mempipe memory train "
         "made of the namespace, nothing recalled; kv: read the recalled passages' key/value "
         "memories (remember --tier kv), no prefill; text: read them as text; auto: the "
-        "adapter when it is sure and was taught the question (or the passages a quote is "
-        "from), else memories when every recalled passage has one and a memory reader is "
-        "trained, else text")
+        "adapter when it is sure and was taught the question (who said a quote, or the "
+        "question itself), else memories when every recalled passage has one and a "
+        "memory reader is trained, else text")
     reretrieve: int = Field(
         default=0, ge=0, description="with --tier kv: recall again every N tokens written, "
         "for the question and the answer so far, and go on from those memories (0: never)")
@@ -178,17 +178,10 @@ class Ask(ReduceAgent):
         """The answer from the namespace's adapter (tier 3): nothing recalled, nothing
         read, so it comes as fast as a question alone. With `sure` (--tier auto), only an
         answer the adapter was sure of (the geometric mean of its tokens' probabilities)
-        to a question it holds the evidence for: it is as sure of what it never learned.
-        It holds a quote's when it learned every fact of each passage holding the quoted
-        words; another question's when it was taught that question."""
+        to a question it was taught (`params.knows`): it is as sure of what it never
+        learned."""
         name, adapter = adapted
-        if sure and (quoted := phrases(self.question)):
-            store = Store()
-            holding = await anyio.to_thread.run_sync(store.holding, [name], quoted)
-            if not holding or not set(holding) <= params.learned(adapter):
-                ctx.note("the adapter never learned the passage quoted, so recalled")
-                return None
-        elif sure and not params.knows(adapter, self.question):
+        if sure and not params.knows(adapter, self.question):
             ctx.note("the adapter was never taught this question, so recalled")
             return None
         result = await ctx.complete(params.PROMPT.format(question=self.question),

@@ -189,8 +189,8 @@ def run_book(book: Path, qa: Path, limit: int | None, questions: int, epochs: in
     arm(arms, "text_repeated", again["text"], asked)
     arms["auto"]["answered_by_adapter"] = by_adapter(auto)
 
-    arms["auto"]["learned"] = round(
-        sum("never learned" not in note for _, note, _ in auto) / len(auto), 3)
+    arms["auto"]["taught"] = round(
+        sum("never taught" not in note for _, note, _ in auto) / len(auto), 3)
     if who_is:
         runs = in_turn([q["question"] for q in named], ("params", "auto", "text"))
         for tier, name in (("params", "closed_book_adapter"), ("auto", "auto"),

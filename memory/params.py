@@ -29,6 +29,7 @@ from mempipe.files import write_atomically
 from mempipe.memory import Memory, kv, reader
 from mempipe.memory.query import phrases
 from mempipe.memory.store import now, uncounted
+from mempipe.pipes.answers import asks_for_someone
 from mempipe.pipes.progress import staged
 
 QUESTIONS, EPOCHS, RANK, LR = 300, 3, 16, 1e-3
@@ -74,12 +75,16 @@ def forms(question: str) -> list[str]:
 
 
 def knows(adapter: Any, question: str) -> bool:
-    """Whether `adapter` was taught `question`, in one of its forms (case, spacing and
-    punctuation aside): a question that quotes nothing is answered from the adapter only
-    then, since it is as sure of what it was never taught (`learned` covers quotes)."""
-    taught = {_key(form) for asked in adapter.about.get("taught", "").splitlines()
-              for form in forms(asked)}
-    return _key(question) in taught
+    """Whether `adapter` was taught what `question` asks (case, spacing and punctuation
+    aside): who said what it quotes, each quote within one it was taught, or else the
+    question itself in one of its forms. `ask --tier auto` trusts it only then: it is as
+    sure of what it was never taught."""
+    taught = adapter.about.get("taught", "").splitlines()
+    if quoted := phrases(question):
+        said = [_key(found[1]) for asked in taught if (found := _WHO_SAID.fullmatch(asked))]
+        return asks_for_someone(question) and all(any(_key(part) in quote for quote in said)
+                                                  for part in quoted)
+    return _key(question) in {_key(form) for asked in taught for form in forms(asked)}
 
 
 def _key(question: str) -> str:
@@ -134,8 +139,7 @@ def train(memory: Memory, engine: Any = None, count: int = QUESTIONS, epochs: in
     adapter = engine.new_adapter(rank, {"namespace": memory.namespace, "content": made_from,
                                         "facts": str(len(asked)), "trained": now(),
                                         "passages": ",".join(covered),
-                                        "taught": "\n".join(q for q in asked if known[q]
-                                                            and not phrases(q))})
+                                        "taught": "\n".join(q for q in asked if known[q])})
     losses = engine.fit_adapter(adapter, examples, epochs, LR,
                                 progress=staged(progress, "training"),
                                 checkpoint=path.with_suffix(".checkpoint"), steps=steps)

@@ -28,10 +28,13 @@ def test_each_fact_is_learned_in_several_wordings() -> None:
 
 def test_an_adapter_knows_the_questions_it_was_taught_in_any_of_their_forms(engine) -> None:
     adapter = engine.new_adapter(2, {"taught": "Who is Mr. Darcy?\nWhat does the text say "
-                                               "about Gryphon?"})
-    for asked in ("who is mr. darcy", "Tell me who Mr.  Darcy is!", "Tell me about Gryphon."):
+                                               'about Gryphon?\nWho said "Off with his head, '
+                                               'and be quick"?'})
+    for asked in ("who is mr. darcy", "Tell me who Mr.  Darcy is!", "Tell me about Gryphon.",
+                  'Which character says "off with his HEAD"?', 'Who said "and be quick"?'):
         assert params.knows(adapter, asked), asked
-    for asked in ("Who is Mrs. Darcy?", "Who is Gryphon?", "Why?"):
+    for asked in ("Who is Mrs. Darcy?", "Who is Gryphon?", "Why?", 'Why "off with his head"?',
+                  'Who said "off with her head"?', 'Who said "be quick" and "at once"?'):
         assert not params.knows(adapter, asked), asked
     assert not params.knows(engine.new_adapter(2), "Who is Mr. Darcy?")
 
@@ -58,7 +61,7 @@ def test_a_namespace_trains_its_own_adapter_that_ask_answers_with(engine, capsys
     facts = path.with_suffix(".facts.jsonl").read_text().splitlines()
     assert len(facts) > 1 + 4 and 'Who said \\"' in "".join(facts)
     taught = params.load(books, engine)[0].about["taught"].splitlines()
-    assert not any(q.startswith("Who said") for q in taught)  # quotes: `learned` passages
+    assert any(q.startswith("Who said") for q in taught)
     assert any(q.startswith("Who is ") for q in taught)  # a speaker the text tier found
     other_path, _ = params.train(other, engine, count=2, epochs=1, rank=2)
     assert other_path != path and path.is_file() and other_path.is_file()
@@ -104,12 +107,13 @@ def test_tier_auto_takes_the_adapter_when_sure_then_memories_then_text(engine, m
 
     assert answered() == ("text", "answered from text")  # no adapter, no memories
     monkeypatch.setattr(params, "CONFIDENT", 0.0)
-    params.train(books, engine, count=2, epochs=1, rank=2)  # not every fact of the passage
-    tier, note = answered()
-    assert tier == "text" and note.startswith("the adapter never learned the passage")
     params.train(books, engine, count=8, epochs=1, rank=2)
-    tier, note = answered()
+    tier, note = answered()  # a quote within one taught
     assert tier == "params" and note.startswith("answered from params (confidence 0.")
+    for untaught in ('Who said "said the Queen to the Knave"?',  # not a quote it learned
+                     'Why "Off with his head"?'):  # not who said it
+        tier, note = answered(untaught)
+        assert tier == "text" and note.startswith("the adapter was never taught this"), untaught
     taught = params.load(books, engine)[0].about["taught"].splitlines()[0]
     assert answered(params.forms(taught)[1])[0] == "params"  # taught in another form
     tier, note = answered("Who is the Gryphon's friend?")
