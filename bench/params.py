@@ -210,12 +210,13 @@ def run_book(book: Path, qa: Path, limit: int | None, questions: int, epochs: in
 
     about = [q for q in adapter.about.get("taught", "").splitlines()
              if q.startswith("What does")][:ABOUT]
-    timing = {}
-    for tier, runs in in_turn(about, ("text", "auto")).items():
+    timing = {}  # none when every fact trained was a quote
+    for tier, runs in (in_turn(about, ("text", "auto")) if about else {}).items():
         timing[tier] = {"median_s": round(statistics.median(s for *_, s in runs), 3),
                         "by_adapter": by_adapter(runs)}
-    timing["speedup_auto_over_text"] = round(timing["text"]["median_s"]
-                                             / timing["auto"]["median_s"], 2)
+    if timing:
+        timing["speedup_auto_over_text"] = round(timing["text"]["median_s"]
+                                                 / timing["auto"]["median_s"], 2)
     log(f"{book.name} about: {json.dumps(timing)}")
 
     held_out = cloze(other_book(book))
