@@ -157,8 +157,12 @@ def run_book(book: Path, qa: Path, limit: int | None, questions: int, epochs: in
         return (await engine.generate(request)).text
 
     def base(gold: list[dict]) -> list[tuple[str, str, float]]:
-        return [(lambda r: (r[0], "", r[1]))(timed(lambda q=q: anyio.run(closed, q["question"])))
-                for q in gold]
+        """Each question answered by the base model alone, as `answer` gives it."""
+        results = []
+        for q in gold:
+            text, seconds = timed(lambda q=q: anyio.run(closed, q["question"]))
+            results.append((text, "", seconds))
+        return results
 
     arm(arms, "closed_book_base", base(asked), asked)
     if who_is:

@@ -183,8 +183,8 @@ def load(memory: Memory, engine: Any) -> tuple[Any, bool]:
 
 
 def learned(adapter: Any) -> set[int]:
-    """The passages whose every fact `adapter` was trained on (their ids): what it can
-    answer for."""
+    """The passages whose every fact `adapter` was trained on (their ids): those placement
+    counts as in the adapter (what `ask` trusts it with is `knows`)."""
     return {int(i) for i in adapter.about.get("passages", "").split(",") if i}
 
 
