@@ -9,7 +9,10 @@ file; a baseline that is not installed is null, with a note.
     python bench/throughput.py --json [--random-weights] [--tokens 64]
 
 Decoding speed is (n - 1) / (time to n tokens - time to the first), so prompt reading is
-not counted in it; prefill is prompt tokens / time to the first token."""
+not counted in it; prefill is prompt tokens / time to the first token. On a CPU the same
+decoding runs are repeated with int8 decoding steps (`MEMPIPE_QUANTIZE=int8`, keys
+`int8_*`), and `agreement` says, for a few prompts, how many tokens of greedy output the
+int8 engine and, for scale, a float32 engine write before they part from the exact one."""
 
 from __future__ import annotations
 
@@ -27,6 +30,10 @@ ROOT = Path(__file__).resolve().parent.parent
 ALICE = ROOT / "examples" / "data" / "alice_in_wonderland.txt"
 STORY = "Write a long story about a girl who follows a white rabbit."
 MAP = "Say in one sentence what happens in this passage.\n\n{text}"
+AGREEMENT = [STORY, "Tell me about the Queen of Hearts.", "Explain why the sky is blue.",
+             "Write a commit message for a change that fixes a typo in the README.",
+             "Summarize: The Hatter opened his eyes very wide on hearing this; but all he "
+             "said was, 'Why is a raven like a writing-desk?'"]
 
 
 def log(message: str) -> None:
@@ -125,6 +132,57 @@ def mempipe_prefill(engine: Any, ids: list[int]) -> float | None:
     started = time.perf_counter()
     anyio.run(engine.generate, request)
     return rate(prompt, time.perf_counter() - started)
+
+
+def with_env(name: str, value: str, engine: Any) -> Any:
+    """A second engine over the same model file, made with `name` set to `value`."""
+    from mempipe.engine.local import LocalEngine
+
+    os.environ[name] = value
+    try:
+        other = LocalEngine(engine.name)
+        other.batcher  # noqa: B018 - loads the model as `name` asks
+    finally:
+        del os.environ[name]
+    return other
+
+
+def greedy(engine: Any, tokens: int) -> list[list[int]]:
+    """The tokens each AGREEMENT prompt's greedy answer is made of."""
+    import anyio
+
+    from mempipe.engine import GenerationRequest, Message
+
+    written = [anyio.run(engine.generate, GenerationRequest(
+        messages=[Message(role="user", content=p)], max_tokens=tokens, budget=8192)).text
+        for p in AGREEMENT]
+    return [engine.tokenizer(text, add_special_tokens=False)["input_ids"] for text in written]
+
+
+def agreed(exact: list[list[int]], other: list[list[int]]) -> list[int]:
+    """Per prompt, the tokens written alike before the first that differs."""
+    return [next((i for i, (a, b) in enumerate(zip(x, y)) if a != b), min(len(x), len(y)))
+            for x, y in zip(exact, other)]
+
+
+def int8_leg(engine: Any, counts: list[int], tokens: int) -> dict[str, Any]:
+    """The decoding runs again with int8 decoding steps, and how far the int8 engine's and
+    a float32 engine's greedy output follow the exact engine's."""
+    quick = with_env("MEMPIPE_QUANTIZE", "int8", engine)
+    found: dict[str, Any] = {}
+    log("mempipe int8: one request")
+    found["int8_single_tok_s"] = mempipe_decode(quick, tokens)
+    for count in counts:
+        log(f"mempipe int8: {count} concurrent requests")
+        found[f"int8_aggregate{count}_tok_s"], found[f"int8_step{count}_ms"] = (
+            mempipe_aggregate(quick, requests_for(quick, count, tokens)))
+    log("agreement of greedy output: int8 and float32 against the exact engine")
+    exact = greedy(engine, tokens)
+    found["agreement"] = {"tokens": tokens, "int8": agreed(exact, greedy(quick, tokens))}
+    if str(engine.model.dtype) != "torch.float32":
+        wide = with_env("MEMPIPE_DTYPE", "float32", engine)
+        found["agreement"]["float32"] = agreed(exact, greedy(wide, tokens))
+    return found
 
 
 # -- transformers ------------------------------------------------------------------------
@@ -245,6 +303,8 @@ def main() -> None:
     log(f"mempipe: prefill {args.prefill} tokens")
     mempipe_prefill(engine, ids[:256])  # warm-up
     result["prefill_tok_s"] = mempipe_prefill(engine, ids)
+    if not cuda:
+        result |= int8_leg(engine, counts, args.tokens)
 
     if not args.skip_baselines:
         log("transformers.generate: one request")
@@ -279,6 +339,11 @@ def main() -> None:
         "prefill_vs_hf": ratio(result["prefill_tok_s"], result.get("hf_prefill_tok_s")),
         "single_vs_hf": ratio(result["single_tok_s"], result.get("hf_single_tok_s")),
     }
+    if not cuda:
+        result["ratios"]["int8_single_vs_llamacpp"] = ratio(
+            result["int8_single_tok_s"], result.get("llamacpp_single_tok_s"))
+        result["ratios"][f"int8_aggregate{main_count}_vs_llamacpp_single"] = ratio(
+            result[f"int8_aggregate{main_count}_tok_s"], result.get("llamacpp_single_tok_s"))
     for count in counts:
         result["ratios"][f"aggregate{count}_vs_hf_batch{count}"] = ratio(
             result[f"aggregate{count}_tok_s"], result.get(f"hf_batch{count}_tok_s"))

@@ -10,12 +10,13 @@ them."""
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
+from mempipe.engine.int8 import Int8
 from mempipe.engine.lora import Adapter, RowAdapters, adapted
 
 ARCHITECTURES = ("llama", "mistral", "qwen2")  # the same block; qwen2 adds a q/k/v bias
@@ -24,7 +25,8 @@ GROW = 256  # cache positions are added in steps of this many
 
 @dataclass
 class Block:
-    """One decoder layer's weights, q/k/v and gate/up fused."""
+    """One decoder layer's weights, q/k/v and gate/up fused; `int8` holds int8 copies of
+    the projections (by name) where decoding steps read them."""
 
     attn_norm: torch.Tensor
     qkv: torch.Tensor
@@ -33,6 +35,16 @@ class Block:
     mlp_norm: torch.Tensor
     gate_up: torch.Tensor
     down: torch.Tensor
+    int8: dict[str, Int8] = field(default_factory=dict)
+
+    def linear(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        """x (n, t, in) through the projection `name`: its int8 copy when there is one and
+        t is 1 (a decoding step), else the weight itself."""
+        bias = self.qkv_bias if name == "qkv" else None
+        quick = self.int8.get(name) if x.shape[1] == 1 else None
+        if quick is None:
+            return F.linear(x, getattr(self, name), bias)
+        return quick(x) if bias is None else quick(x) + bias
 
 
 @dataclass
@@ -115,7 +127,16 @@ class LlamaRunner:
         self.values: list[torch.Tensor] = []
         self.rows, self.capacity = 0, 0
         self.adapters: list[Adapter | None] = []  # per row: the LoRA adapter it reads with
+        self.head_int8: Int8 | None = None
         self._no_rows()
+
+    def quantize(self) -> None:
+        """Decoding steps read int8 copies of the projections and the output head
+        (`int8.py`); everything else keeps reading the model's weights."""
+        for block in self.blocks:
+            block.int8 = {name: Int8.of(getattr(block, name))
+                          for name in ("qkv", "out", "gate_up", "down")}
+        self.head_int8 = Int8.of(self.lm_head)
 
     def private(self) -> LlamaRunner:
         """The same weights over a cache of its own, for reading outside the batch."""
@@ -303,7 +324,7 @@ class LlamaRunner:
         n, t, _ = h.shape
         x = _rms_norm(h, block.attn_norm, self.eps)
         q_size, kv_size = self.heads * self.head_dim, self.kv_heads * self.head_dim
-        qkv = adapted(F.linear(x, block.qkv, block.qkv_bias), x, adapters, layer, "qkv")
+        qkv = adapted(block.linear("qkv", x), x, adapters, layer, "qkv")
         q, k, v = qkv.split((q_size, kv_size, kv_size), dim=-1)
         return (q.view(n, t, self.heads, self.head_dim).transpose(1, 2),
                 k.view(n, t, self.kv_heads, self.head_dim).transpose(1, 2),
@@ -314,13 +335,17 @@ class LlamaRunner:
         """h after the layer: plus the attention output (n, heads, t, d), then the MLP's."""
         n, _, t, _ = attended.shape
         x = attended.transpose(1, 2).reshape(n, t, -1)
-        h = h + adapted(F.linear(x, block.out), x, adapters, layer, "out")
+        h = h + adapted(block.linear("out", x), x, adapters, layer, "out")
         x = _rms_norm(h, block.mlp_norm, self.eps)
-        gate, up = adapted(F.linear(x, block.gate_up), x, adapters, layer, "gate_up").chunk(2, -1)
+        gate, up = adapted(block.linear("gate_up", x), x, adapters, layer, "gate_up").chunk(2, -1)
         x = F.silu(gate) * up
-        return h + adapted(F.linear(x, block.down), x, adapters, layer, "down")
+        return h + adapted(block.linear("down", x), x, adapters, layer, "down")
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """fp32 logits for hidden states (..., hidden). Next-token logits, one per row
+        (hidden (n, hidden)), read the int8 head where there is one."""
+        if self.head_int8 is not None and hidden.dim() == 2:
+            return self.head_int8(hidden).float()
         return F.linear(hidden, self.lm_head).float()
 
 

@@ -142,6 +142,7 @@ class LocalEngine:
         model, tokenizer = self.model, self.tokenizer
         with self._load_lock:
             if self._batcher is None:
+                from mempipe.engine import int8
                 from mempipe.engine.batcher import Batcher
                 from mempipe.engine.llama import LlamaRunner, supports
 
@@ -152,7 +153,10 @@ class LocalEngine:
                 cuda = self.device is not None and self.device.startswith("cuda")
                 rows = int(os.environ.get("MEMPIPE_MAX_BATCH", "256" if cuda else "64"))
                 gib = float(os.environ.get("MEMPIPE_KV_GIB", "16" if cuda else "2"))
-                self._batcher = Batcher(LlamaRunner(model), tokenizer, _eos_ids(model, tokenizer),
+                runner = LlamaRunner(model)
+                if int8.wanted(str(self.device)):
+                    runner.quantize()
+                self._batcher = Batcher(runner, tokenizer, _eos_ids(model, tokenizer),
                                         max_rows=rows, cache_bytes=int(gib * 2**30))
 
     def _checked_ids(self, request: GenerationRequest, prefix: Any = None) -> list[int]:
