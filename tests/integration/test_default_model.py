@@ -213,3 +213,23 @@ def test_place_trains_the_adapter_on_what_was_asked_and_auto_answers_from_it(
     stats = json.loads(mempipe("memory", "stats", "alice-params", "--json").stdout)
     assert stats["adapters"] == 1 and stats["adapter_facts"] >= 16  # and who-is facts
     assert not stats["adapter_stale"]
+
+
+def test_int8_decoding_writes_what_the_exact_engine_writes_at_first(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """MEMPIPE_QUANTIZE=int8 on the default model: the first dozen tokens of a greedy
+    answer are the exact engine's (bench/throughput.py's agreement: int8 parts from it
+    about as soon as float32 does, not at once as a broken copy would)."""
+    import anyio
+
+    from mempipe.engine import GenerationRequest, Message
+    from mempipe.engine.local import LocalEngine
+    from mempipe.engine.models import DEFAULT_MODEL
+
+    request = GenerationRequest(messages=[Message(role="user", content="Tell me about the "
+                                                  "Queen of Hearts.")], max_tokens=12)
+    exact = anyio.run(LocalEngine(DEFAULT_MODEL).generate, request)
+    monkeypatch.setenv("MEMPIPE_QUANTIZE", "int8")
+    quick = LocalEngine(DEFAULT_MODEL)
+    assert quick.batcher.runner.head_int8 is not None
+    assert anyio.run(quick.generate, request).text == exact.text
