@@ -279,6 +279,7 @@ def main() -> None:
             "general_before", "general_after"]
     result = {"benchmark": "params", "machine": f"{platform.machine()}, {os.cpu_count()} cpus",
               "model": engine.name, "dtype": str(engine.model.dtype),
+              "decoding": os.environ.get("MEMPIPE_QUANTIZE") or "exact",
               **{key: round(statistics.mean(b[key] for b in books.values()), 3)
                  for key in keys}, "books": books}
     print(json.dumps(result, indent=2) if args.json else result)

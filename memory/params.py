@@ -149,10 +149,20 @@ def train(memory: Memory, engine: Any = None, count: int = QUESTIONS, epochs: in
 
 def speakers(memory: Memory, asked: list[str], known: dict[str, str]) -> list[str]:
     """Who the text tier found saying the quotes asked, most often first, if the namespace
-    names them mid-sentence (a name, not "Yes" or a sentence)."""
+    names them mid-sentence (a name, not "Yes" or a sentence), each as the text says it
+    ("the Caterpillar"), the way a reader will ask who they are."""
     found = Counter(known.get(q, "").rstrip(".") for q in asked if _WHO_SAID.fullmatch(q))
-    named = {name for passage in memory.passages() for name in reader.named(passage.text)}
-    return [name for name, _ in found.most_common() if name in named][:SPEAKERS]
+    texts = [passage.text for passage in memory.passages()]
+    named = {name for text in texts for name in reader.named(text)}
+    return [as_said(name, texts) for name, _ in found.most_common() if name in named
+            ][:SPEAKERS]
+
+
+def as_said(name: str, texts: list[str]) -> str:
+    """`name` with "the" before it where most of its mentions in `texts` have one."""
+    mentions = re.compile(rf"\b((?i:the)\s+)?{re.escape(name)}\b")
+    found = [m[1] is not None for text in texts for m in mentions.finditer(text)]
+    return f"the {name}" if 2 * sum(found) > len(found) else name
 
 
 async def _answers(namespace: str, asked: list[str], engine: Any,

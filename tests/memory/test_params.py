@@ -39,12 +39,12 @@ def test_an_adapter_knows_the_questions_it_was_taught_in_any_of_their_forms(engi
     assert not params.knows(engine.new_adapter(2), "Who is Mr. Darcy?")
 
 
-def test_speakers_are_those_the_text_found_saying_quotes_that_it_names() -> None:
+def test_speakers_are_those_the_text_found_saying_quotes_that_it_names_as_it_does() -> None:
     memory = Memory("speakers")
     memory.remember(TEXT)
     known = {'Who said "a"?': "Alice", 'Who said "b"?': "Queen.", 'Who said "c"?': "Alice",
              'Who said "d"?': "Yes", 'Who said "e"?': "The answer is Alice"}
-    assert params.speakers(memory, list(known), known) == ["Alice", "Queen"]
+    assert params.speakers(memory, list(known), known) == ["Alice", "the Queen"]
 
 
 def test_a_namespace_trains_its_own_adapter_that_ask_answers_with(engine, capsys) -> None:
