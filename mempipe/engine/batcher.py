@@ -163,7 +163,7 @@ class Batcher:
         ids = torch.tensor([[s.tokens[-1]] for s in sequences], device=device)
         starts = torch.tensor([s.cached for s in sequences], device=device)
         hidden = self.runner.forward(0, ids, starts)[:, -1]
-        self._choose(sequences, self.runner.logits(hidden))
+        self._choose(sequences, self.runner.logits(hidden, step=True))
 
     def _prefill(self, sequences: list[Sequence], first: int) -> None:
         """Read the joining prompts (rows first.., longest first) in chunks of about

@@ -57,7 +57,7 @@ class LambdaReader:
                 if progress is not None:
                     progress(min(len(ids), start + CHUNK))
             assert hidden is not None, "nothing to read"
-            return self.runner.logits(hidden[-1:])[0]
+            return self.runner.logits(hidden[-1:], step=len(ids) == 1)[0]
 
     def generate(self, ids: list[int], max_tokens: int, eos: set[int],
                  progress: Callable[[int], None] | None = None,

@@ -39,9 +39,11 @@ class Block:
 
     def linear(self, name: str, x: torch.Tensor) -> torch.Tensor:
         """x (n, t, in) through the projection `name`: its int8 copy when there is one and
-        t is 1 (a decoding step), else the weight itself."""
+        t is 1 (a decoding step), else the weight itself, as always under autograd (the
+        int8 kernel has no derivative: training reads the weights)."""
         bias = self.qkv_bias if name == "qkv" else None
-        quick = self.int8.get(name) if x.shape[1] == 1 else None
+        step = x.shape[1] == 1 and not torch.is_grad_enabled()
+        quick = self.int8.get(name) if step else None
         if quick is None:
             return F.linear(x, getattr(self, name), bias)
         return quick(x) if bias is None else quick(x) + bias
@@ -341,10 +343,10 @@ class LlamaRunner:
         x = F.silu(gate) * up
         return h + adapted(block.linear("down", x), x, adapters, layer, "down")
 
-    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        """fp32 logits for hidden states (..., hidden). Next-token logits, one per row
-        (hidden (n, hidden)), read the int8 head where there is one."""
-        if self.head_int8 is not None and hidden.dim() == 2:
+    def logits(self, hidden: torch.Tensor, step: bool = False) -> torch.Tensor:
+        """fp32 logits for hidden states (..., hidden); a decoding `step`'s read the int8
+        head where there is one."""
+        if step and self.head_int8 is not None:
             return self.head_int8(hidden).float()
         return F.linear(hidden, self.lm_head).float()
 

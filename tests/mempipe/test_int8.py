@@ -44,9 +44,10 @@ def test_decoding_steps_read_the_int8_copies_and_stay_close(engine: LocalEngine,
     logits = []
     for runner in (exact, quick):
         runner.reserve(1, 64)
-        runner.forward(0, torch.arange(3, 23)[None], torch.tensor([0]))
-        hidden = runner.forward(0, torch.tensor([[7]]), torch.tensor([20]))[:, -1]
-        logits.append(runner.logits(hidden))
+        with torch.inference_mode():
+            runner.forward(0, torch.arange(3, 23)[None], torch.tensor([0]))
+            hidden = runner.forward(0, torch.tensor([[7]]), torch.tensor([20]))[:, -1]
+            logits.append(runner.logits(hidden, step=True))
     difference = (logits[0] - logits[1]).abs().max()
     assert 0 < difference < 0.05 * logits[0].std()
 
@@ -62,3 +63,18 @@ def test_a_quantization_it_cannot_do_is_named(tiny_model: Path, monkeypatch) -> 
     monkeypatch.setenv("MEMPIPE_QUANTIZE", "int4")
     with pytest.raises(ModelError, match="MEMPIPE_QUANTIZE must be int8 or none, not int4"):
         _ = LocalEngine(str(tiny_model)).batcher
+
+
+def test_an_int8_engine_trains_adapters_on_the_weights_themselves(quantized) -> None:
+    """Training differentiates through the model: it never reads the int8 copies, whose
+    kernel has no derivative (and decoding with the adapter then does)."""
+    from mempipe.engine import Message
+
+    asked = [Message(role="user", content="Who said it?")]
+    adapter = quantized.new_adapter(2)
+    losses = quantized.fit_adapter(adapter, [(asked, lambda: [], "the Queen")], epochs=2,
+                                   lr=1e-2)
+    assert len(losses) == 2 and losses[1] < losses[0]
+    answered = anyio.run(quantized.generate, request("Who said it?").model_copy(
+        update={"adapter": adapter}))
+    assert answered.completion_tokens > 0
