@@ -6,10 +6,13 @@ Baselines: `transformers.generate` one request at a time and on a padded batch, 
 llama.cpp (`llama-cpp-python`, the optional `llamacpp` extra) on the default model's GGUF
 file; a baseline that is not installed is null, with a note.
 
-    python bench/throughput.py --json [--random-weights] [--tokens 64]
+    python bench/throughput.py --json [--random-weights] [--tokens 64] [--repeat 3]
 
 Decoding speed is (n - 1) / (time to n tokens - time to the first), so prompt reading is
-not counted in it; prefill is prompt tokens / time to the first token. On a CPU the same
+not counted in it; one request's is the median of --repeat measures (each in
+`single_runs`), mempipe's and transformers' taken in turn, llama.cpp's after all of them
+(its threads slow torch's beside them); prefill is prompt tokens / time to the first
+token. On a CPU the same
 decoding runs are repeated with int8 decoding steps (`MEMPIPE_QUANTIZE=int8`, keys
 `int8_*`), and `agreement` says, for a few prompts, how many tokens of greedy output the
 int8 engine and, for scale, a float32 engine write before they part from the exact one."""
@@ -20,6 +23,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import sys
 import tempfile
 import time
@@ -42,6 +46,11 @@ def log(message: str) -> None:
 
 def rate(tokens: int, seconds: float) -> float | None:
     return round(tokens / seconds, 1) if seconds > 0 and tokens > 0 else None
+
+
+def median(runs: list[float | None]) -> float | None:
+    measured = [r for r in runs if r is not None]
+    return round(statistics.median(measured), 1) if measured else None
 
 
 def ratio(a: float | None, b: float | None) -> float | None:
@@ -165,24 +174,26 @@ def agreed(exact: list[list[int]], other: list[list[int]]) -> list[int]:
             for x, y in zip(exact, other)]
 
 
-def int8_leg(engine: Any, counts: list[int], tokens: int) -> dict[str, Any]:
-    """The decoding runs again with int8 decoding steps, and how far the int8 engine's and
-    a float32 engine's greedy output follow the exact engine's."""
-    quick = with_env("MEMPIPE_QUANTIZE", "int8", engine)
-    found: dict[str, Any] = {}
-    log("mempipe int8: one request")
-    found["int8_single_tok_s"] = mempipe_decode(quick, tokens)
-    for count in counts:
-        log(f"mempipe int8: {count} concurrent requests")
-        found[f"int8_aggregate{count}_tok_s"], found[f"int8_step{count}_ms"] = (
-            mempipe_aggregate(quick, requests_for(quick, count, tokens)))
+def agreement(engine: Any, quick: Any, tokens: int) -> dict[str, Any]:
+    """How far the int8 engine's and, for scale, a float32 engine's greedy output follow
+    the exact engine's."""
     log("agreement of greedy output: int8 and float32 against the exact engine")
     exact = greedy(engine, tokens)
-    found["agreement"] = {"tokens": tokens, "int8": agreed(exact, greedy(quick, tokens))}
+    found: dict[str, Any] = {"tokens": tokens, "int8": agreed(exact, greedy(quick, tokens))}
     if str(engine.model.dtype) != "torch.float32":
         wide = with_env("MEMPIPE_DTYPE", "float32", engine)
-        found["agreement"]["float32"] = agreed(exact, greedy(wide, tokens))
+        found["float32"] = agreed(exact, greedy(wide, tokens))
     return found
+
+
+def in_turn(measures: dict[str, Any], repeat: int) -> dict[str, list]:
+    """Each measure taken `repeat` times, the measures in turn, so that whatever else the
+    machine does meanwhile falls on all of them alike."""
+    taken: dict[str, list] = {name: [] for name in measures}
+    for _ in range(repeat):
+        for name, measure in measures.items():
+            taken[name].append(measure())
+    return taken
 
 
 # -- transformers ------------------------------------------------------------------------
@@ -227,18 +238,22 @@ def hf_decode(engine: Any, tokens: int) -> float | None:
 
 
 # -- llama.cpp ---------------------------------------------------------------------------
-def llamacpp(tokens: int, ids_text: str, threads: int) -> dict[str, Any]:
+def llamacpp(threads: int) -> tuple[Any, str]:
+    """llama.cpp over the default model's GGUF file, or None and why not."""
     try:
         from llama_cpp import Llama
     except ImportError:
-        return {"note": "llama-cpp-python is not installed: pip install '.[llamacpp]'"}
+        return None, "llama-cpp-python is not installed: pip install '.[llamacpp]'"
     from mempipe.engine.models import default_gguf
 
     gguf = default_gguf()
     if gguf is None:
-        return {"note": "the default model's GGUF file is not installed"}
-    llm = Llama(model_path=str(gguf), n_ctx=4096, n_threads=threads, n_batch=2048,
-                verbose=False)
+        return None, "the default model's GGUF file is not installed"
+    return Llama(model_path=str(gguf), n_ctx=4096, n_threads=threads, n_batch=2048,
+                 verbose=False), ""
+
+
+def llamacpp_decode(llm: Any, tokens: int) -> float | None:
     chat = [{"role": "user", "content": STORY}]
 
     def completion(max_tokens: int) -> tuple[int, float]:
@@ -250,13 +265,15 @@ def llamacpp(tokens: int, ids_text: str, threads: int) -> dict[str, Any]:
     completion(4)  # warm-up
     _, first = completion(1)
     n, total = completion(tokens)
-    prompt = llm.tokenize(ids_text.encode(), add_bos=True)
+    return rate(n - 1, total - first)
+
+
+def llamacpp_prefill(llm: Any, text: str) -> float | None:
+    prompt = llm.tokenize(text.encode(), add_bos=True)
     llm.reset()
     started = time.perf_counter()
     llm.eval(prompt)
-    prefill = rate(len(prompt), time.perf_counter() - started)
-    return {"single": rate(n - 1, total - first), "prefill": prefill,
-            "version": __import__("llama_cpp").__version__}
+    return rate(len(prompt), time.perf_counter() - started)
 
 
 def main() -> None:
@@ -268,6 +285,8 @@ def main() -> None:
     parser.add_argument("--config", help="with --random-weights: a config.json to shape it")
     parser.add_argument("--tokenizer", help="with --config: the tokenizer's directory")
     parser.add_argument("--tokens", type=int, default=64, help="tokens to write per request")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="times each one-request measure is taken, in turn (median)")
     parser.add_argument("--concurrency", default=None,
                         help="comma-separated request counts (default 32; 32,256 on CUDA)")
     parser.add_argument("--prefill", type=int, default=2048, help="prefill chunk in tokens")
@@ -288,27 +307,31 @@ def main() -> None:
         f"{torch.get_num_threads()} torch threads")
     result: dict[str, Any] = {"device": device, "model": engine.name,
                               "dtype": str(engine.model.dtype).removeprefix("torch."),
-                              "tokens": args.tokens}
-
-    log("mempipe: one request")
-    result["single_tok_s"] = mempipe_decode(engine, args.tokens)
-    for count in counts:
-        log(f"mempipe: {count} concurrent requests")
-        requests = requests_for(engine, count, args.tokens)
-        result[f"aggregate{count}_tok_s"], result[f"step{count}_ms"] = mempipe_aggregate(
-            engine, requests)
+                              "tokens": args.tokens, "repeat": args.repeat}
+    engines = {"": engine}  # by the prefix of their keys
+    if not cuda:  # int8 decoding steps are for CPUs
+        engines["int8_"] = with_env("MEMPIPE_QUANTIZE", "int8", engine)
+    log(f"one request, each measure {args.repeat} times in turn")
+    singles = {f"{prefix}single_tok_s": (lambda e=e: mempipe_decode(e, args.tokens))
+               for prefix, e in engines.items()}
+    if not args.skip_baselines:
+        singles["hf_single_tok_s"] = lambda: hf_decode(engine, args.tokens)
+    taken = in_turn(singles, args.repeat)
+    for prefix, e in engines.items():
+        for count in counts:
+            log(f"mempipe {prefix or 'exact_'}: {count} concurrent requests")
+            result[f"{prefix}aggregate{count}_tok_s"], result[f"{prefix}step{count}_ms"] = (
+                mempipe_aggregate(e, requests_for(e, count, args.tokens)))
     words = (ALICE.read_text() * 2).split()
     ids = engine.tokenizer(" ".join(words[:3000]), add_special_tokens=False)["input_ids"]
     ids = ids[: args.prefill - 16]  # room for the chat framing
     log(f"mempipe: prefill {args.prefill} tokens")
     mempipe_prefill(engine, ids[:256])  # warm-up
     result["prefill_tok_s"] = mempipe_prefill(engine, ids)
-    if not cuda:
-        result |= int8_leg(engine, counts, args.tokens)
+    if "int8_" in engines:
+        result["agreement"] = agreement(engine, engines["int8_"], args.tokens)
 
     if not args.skip_baselines:
-        log("transformers.generate: one request")
-        result["hf_single_tok_s"] = hf_decode(engine, args.tokens)
         for count in counts:
             log(f"transformers.generate: padded batch of {count}")
             prompts = [engine._prompt_ids(r.messages)
@@ -319,34 +342,37 @@ def main() -> None:
         prompt = engine._prompt_ids([Message(role="user", content=engine.tokenizer.decode(ids))])
         _, seconds = hf_generate(engine, [prompt], 1)
         result["hf_prefill_tok_s"] = rate(len(prompt), seconds)
-        if args.random_weights:
-            result["llamacpp_single_tok_s"] = None
-            result["llamacpp_note"] = "random weights: llama.cpp reads the real GGUF only"
-        else:
-            log("llama.cpp")
-            found = llamacpp(args.tokens, engine.tokenizer.decode(ids), torch.get_num_threads())
-            result["llamacpp_single_tok_s"] = found.get("single")
-            result["llamacpp_prefill_tok_s"] = found.get("prefill")
-            result["llamacpp_version"] = found.get("version")
-            if "note" in found:
-                result["llamacpp_note"] = found["note"]
+    # llama.cpp last: its threads spin on after each call, and torch's next decoding steps
+    # ran at half speed beside them (docs/results/throughput-2026-11-23-llamacpp-in-turn.json)
+    llm, note = None, "skipped"
+    if not args.skip_baselines and args.random_weights:
+        note = "random weights: llama.cpp reads the real GGUF only"
+    elif not args.skip_baselines:
+        llm, note = llamacpp(torch.get_num_threads())
+    if llm is not None:
+        log(f"llama.cpp: one request {args.repeat} times, prefill")
+        taken["llamacpp_single_tok_s"] = [llamacpp_decode(llm, args.tokens)
+                                          for _ in range(args.repeat)]
+        result["llamacpp_prefill_tok_s"] = llamacpp_prefill(llm, engine.tokenizer.decode(ids))
+        result["llamacpp_version"] = __import__("llama_cpp").__version__
+    else:
+        result["llamacpp_single_tok_s"], result["llamacpp_note"] = None, note
+    result |= {name: median(runs) for name, runs in taken.items()}
+    result["single_runs"] = taken
 
-    main_count = counts[0]
+    llama_single, main_count = result.get("llamacpp_single_tok_s"), counts[0]
     result["ratios"] = {
-        "single_vs_llamacpp": ratio(result["single_tok_s"], result.get("llamacpp_single_tok_s")),
-        f"aggregate{main_count}_vs_llamacpp_single": ratio(
-            result[f"aggregate{main_count}_tok_s"], result.get("llamacpp_single_tok_s")),
-        "prefill_vs_hf": ratio(result["prefill_tok_s"], result.get("hf_prefill_tok_s")),
-        "single_vs_hf": ratio(result["single_tok_s"], result.get("hf_single_tok_s")),
-    }
-    if not cuda:
-        result["ratios"]["int8_single_vs_llamacpp"] = ratio(
-            result["int8_single_tok_s"], result.get("llamacpp_single_tok_s"))
-        result["ratios"][f"int8_aggregate{main_count}_vs_llamacpp_single"] = ratio(
-            result[f"int8_aggregate{main_count}_tok_s"], result.get("llamacpp_single_tok_s"))
-    for count in counts:
-        result["ratios"][f"aggregate{count}_vs_hf_batch{count}"] = ratio(
-            result[f"aggregate{count}_tok_s"], result.get(f"hf_batch{count}_tok_s"))
+        "prefill_vs_hf": ratio(result["prefill_tok_s"], result.get("hf_prefill_tok_s"))}
+    for prefix in engines:
+        result["ratios"] |= {
+            f"{prefix}single_vs_llamacpp": ratio(result[f"{prefix}single_tok_s"], llama_single),
+            f"{prefix}single_vs_hf": ratio(result[f"{prefix}single_tok_s"],
+                                           result.get("hf_single_tok_s")),
+            f"{prefix}aggregate{main_count}_vs_llamacpp_single": ratio(
+                result[f"{prefix}aggregate{main_count}_tok_s"], llama_single)}
+        for count in counts:
+            result["ratios"][f"{prefix}aggregate{count}_vs_hf_batch{count}"] = ratio(
+                result[f"{prefix}aggregate{count}_tok_s"], result.get(f"hf_batch{count}_tok_s"))
     print(json.dumps(result, indent=None if args.json else 2))
 
 

@@ -3,10 +3,11 @@
 A decoding step multiplies every weight by one row per running sequence, so on a CPU its
 time goes to reading the weights from memory: int8 copies (one scale per output channel)
 read half the bytes of bf16, and torch's int8 kernel is made for few rows
-(bench/throughput.py: one request decodes 1.7-2x faster on a 2-core CPU). Prompts are still
-read with the model's own weights, where the bf16 kernels are faster for many rows, and
-the copies are used by the shape of a step alone (one position per row), never by how
-many rows run beside it: a request writes the same tokens alone or in a batch."""
+(bench/throughput.py: one request decodes 1.6x faster on a 2-core CPU). Prompts are still
+read with the model's own weights, where the bf16 kernels are faster for many rows, and so
+is whatever training differentiates. The copies serve decoding steps (one new position
+per row) whatever else runs, never chosen by how many rows run beside a request, so
+a request writes the same tokens alone or in a batch."""
 
 from __future__ import annotations
 
