@@ -5,9 +5,9 @@ time goes to reading the weights from memory: int8 copies (one scale per output 
 read half the bytes of bf16, and torch's int8 kernel is made for few rows
 (bench/throughput.py: one request decodes 1.6x faster on a 2-core CPU). Prompts are still
 read with the model's own weights, where the bf16 kernels are faster for many rows, and so
-is whatever training differentiates. The copies serve decoding steps (one new position
-per row) whatever else runs, never chosen by how many rows run beside a request, so
-a request writes the same tokens alone or in a batch."""
+is whatever training differentiates. The copies serve every decoding step (one new
+position per row) and nothing else; the choice never depends on how many rows run beside
+a request, so a request writes the same tokens alone or in a batch."""
 
 from __future__ import annotations
 
