@@ -342,8 +342,8 @@ def main() -> None:
         prompt = engine._prompt_ids([Message(role="user", content=engine.tokenizer.decode(ids))])
         _, seconds = hf_generate(engine, [prompt], 1)
         result["hf_prefill_tok_s"] = rate(len(prompt), seconds)
-    # llama.cpp last: its threads spin on after each call, and torch's next decoding steps
-    # ran at half speed beside them (docs/results/throughput-2026-11-23-llamacpp-in-turn.json)
+    # llama.cpp last: once it had run, torch's decoding ran at half speed (its own thread
+    # pool, likely; docs/results/throughput-2026-11-23-llamacpp-in-turn.json)
     llm, note = None, "skipped"
     if not args.skip_baselines and args.random_weights:
         note = "random weights: llama.cpp reads the real GGUF only"
