@@ -11,11 +11,11 @@ file; a baseline that is not installed is null, with a note.
 Decoding speed is (n - 1) / (time to n tokens - time to the first), so prompt reading is
 not counted in it; one request's is the median of --repeat measures (each in
 `single_runs`), mempipe's and transformers' taken in turn, llama.cpp's after all of them
-(its threads slow torch's beside them); prefill is prompt tokens / time to the first
-token. On a CPU the same
-decoding runs are repeated with int8 decoding steps (`MEMPIPE_QUANTIZE=int8`, keys
-`int8_*`), and `agreement` says, for a few prompts, how many tokens of greedy output the
-int8 engine and, for scale, a float32 engine write before they part from the exact one."""
+(once llama.cpp had run, torch decoded at half speed); prefill is prompt tokens / time to
+the first token. On a CPU the same decoding runs are repeated with int8 decoding steps
+(`MEMPIPE_QUANTIZE=int8`, keys `int8_*`), and `agreement` says, for a few prompts, how
+many tokens of greedy output the int8 engine and, for scale, a float32 engine write before
+they part from the exact one."""
 
 from __future__ import annotations
 
