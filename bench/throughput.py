@@ -147,12 +147,16 @@ def with_env(name: str, value: str, engine: Any) -> Any:
     """A second engine over the same model file, made with `name` set to `value`."""
     from mempipe.engine.local import LocalEngine
 
+    before = os.environ.get(name)
     os.environ[name] = value
     try:
         other = LocalEngine(engine.name)
         other.batcher  # noqa: B018 - loads the model as `name` asks
     finally:
-        del os.environ[name]
+        if before is None:
+            del os.environ[name]
+        else:
+            os.environ[name] = before
     return other
 
 
