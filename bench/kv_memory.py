@@ -14,10 +14,13 @@ included; the text arm prefills the passages); bytes stored per passage token; t
 prefill FLOPs an injected prompt saves (2 x parameters x passage tokens not read).
 The `none` arm reads no passage at all: what the question alone gives. Arms named
 `SETTING+reader` read their memories with the memory reader (memory/reader.py), trained
-first on another book (never the one measured), its training time reported, or loaded
-(--reader-book READER.safetensors). `default` is
-the smallest setting within 2 points of text at every k and at least 5x faster to the
-first token; it is what `--tier kv` stores (and reads with the reader if its name says so)."""
+first on another book (never the one measured), its training time reported; or loaded
+(--reader-book READER.safetensors); or, with --reader-book held-out, trained on every
+bundled book with the measured one's measured passages cut out (each quote's paragraphs
+within 2,500 characters: its passage and the neighbours recall widens it by), as a user
+trains it on a namespace and asks about passages it was not taught. `default` is the
+smallest setting within 2 points of text at every k and at least 5x faster to the first
+token; it is what `--tier kv` stores (and reads with the reader if its name says so)."""
 
 from __future__ import annotations
 
@@ -38,11 +41,13 @@ from bench.whosaid import DATA, correct, isolated_home, log, sets  # noqa: E402
 SETTINGS = ["fp16-128of128-all", "int8-128of128-all", "int4-128of128-all",
             "int8-32of128-all", "int8-8of128-all", "int8-128of128-half"]
 READER_SETTINGS = ["int8-128of128-all", "int8-8of128-all"]
+HELD_OUT = 2500  # characters cut each side of a measured quote: its passage, two neighbours
 
 
-def train_reader(book: Path, questions: int) -> tuple[object, dict]:
+def train_reader(book: Path, questions: int, qa: Path | None = None) -> tuple[object, dict]:
     """The memory reader trained on `book`, and what training it took; or with `book` a
-    trained reader (.safetensors), that one."""
+    trained reader (.safetensors), that one. With `qa`, `book` is the one measured: the
+    reader learns from every bundled book, with `qa`'s passages cut from this one."""
     from mempipe import Item, Memory
     from mempipe.engine import get_engine
     from mempipe.engine.lora import Adapter
@@ -52,17 +57,39 @@ def train_reader(book: Path, questions: int) -> tuple[object, dict]:
         adapter = Adapter.load(book)
         return adapter, {"trained_on": adapter.about["trained_on"], "loaded": str(book),
                          "questions": int(adapter.about["questions"]), "rank": adapter.rank}
-    text = book.read_text()
-    memory = Memory(book.stem[:60])
-    memory.remember(Item(text=text, source=str(book), span=(0, len(text))))
+    sources = ({book: book.read_text()} if qa is None else
+               {b: held_out(b.read_text(), qa) if b.resolve() == book.resolve() else b.read_text()
+                for b in sorted(DATA.glob("*.txt"))})
+    memory = Memory("reader-" + book.stem[:50])
+    for source, text in sources.items():
+        memory.remember(Item(text=text, source=str(source), span=(0, len(text))))
     started = time.perf_counter()
     path, losses = reader.train(memory, get_engine(), count=questions)
     adapter = reader.load(get_engine())
-    about = {"trained_on": book.name, "seconds": round(time.perf_counter() - started),
+    about = {"trained_on": {b.name: len(text) for b, text in sources.items()},
+             "seconds": round(time.perf_counter() - started),
              "questions": int(adapter.about["questions"]), "rank": adapter.rank,
              "loss_by_epoch": [round(x, 3) for x in losses], "bytes": path.stat().st_size}
     log(f"reader: {json.dumps(about)}")
     return adapter, about
+
+
+def held_out(text: str, qa: Path, around: int = HELD_OUT) -> str:
+    """`text` without the paragraphs within `around` characters of each of `qa`'s
+    quotes: the passages a measured question recalls, and their neighbours, never taught."""
+    cuts = []
+    for line in qa.read_text().splitlines():
+        if line.strip():
+            at = json.loads(line)["offset"]
+            start = text.rfind("\n\n", 0, max(0, at - around))
+            end = text.find("\n\n", min(len(text), at + around))
+            cuts.append((max(0, start), len(text) if end < 0 else end))
+    kept, last = [], 0
+    for start, end in sorted(cuts):
+        if start > last:
+            kept.append(text[last:start])
+        last = max(last, end)
+    return "".join(kept) + text[last:]
 
 
 def run_book(book: Path, qa: Path, ks: list[int], settings: list[str], limit: int | None,
@@ -92,7 +119,9 @@ def run_book(book: Path, qa: Path, ks: list[int], settings: list[str], limit: in
             passages = [p for group in groups for p in group]
             plans.append((q["question"], q["answer"], k, passages,
                           names_for(q["question"], [joined(g) for g in groups])))
-    adapter, reader = (train_reader(reader_book, reader_questions) if reader_settings
+    held = reader_book == Path("held-out")
+    adapter, reader = (train_reader(book if held else reader_book, reader_questions,
+                                    qa if held else None) if reader_settings
                        else (None, None))
     unique = {p.id: p for plan in plans for p in plan[3]}
     started = time.perf_counter()
@@ -207,7 +236,8 @@ def main() -> None:
     parser.add_argument("--limit", type=int, help="questions per book")
     parser.add_argument("--reader-book", type=Path,
                         help="the book the memory reader learns from (default: another "
-                        "one), or a reader trained before (.safetensors)")
+                        "one), a reader trained before (.safetensors), or held-out: every "
+                        "bundled book, the measured questions' passages cut from this one")
     parser.add_argument("--reader-settings", nargs="*", default=READER_SETTINGS,
                         help="KV settings also read with the memory reader (none: no reader)")
     parser.add_argument("--reader-questions", type=int, default=300,
