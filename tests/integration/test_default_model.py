@@ -116,7 +116,8 @@ def test_cli_reads_an_input_longer_than_the_model_in_one_pass(home: Path) -> Non
     pass key near the end; Λ-shaped attention reads it all, no memory involved."""
     text = ALICE.read_text()[:40_000] + "\n\nThe pass key is 71432. Remember it.\n\n"
     text += ALICE.read_text()[40_000:42_000]
-    result = mempipe("--json", "ask 'What is the pass key?' --stream-context", input=text)
+    result = mempipe("--json", "ask 'What is the pass key?' --stream-context", input=text,
+                     timeout=900)  # minutes on a 2-core CPU without bf16 (fp32)
     assert result.returncode == 0, result.stderr
     answer = json.loads(result.stdout)
     assert "71432" in answer["text"], answer["text"]
@@ -126,7 +127,7 @@ def test_cli_reads_an_input_longer_than_the_model_in_one_pass(home: Path) -> Non
 def test_cli_answers_from_key_value_memories(home: Path) -> None:
     """Tier 2 end to end: remember with --tier kv, then ask reading the stored keys and
     values (no prefill of the passages)."""
-    stored = mempipe(f"read {ALICE} | remember --into alice-kv --tier kv")
+    stored = mempipe(f"read {ALICE} | remember --into alice-kv --tier kv", timeout=900)
     assert stored.returncode == 0, stored.stderr
     [stats] = [json.loads(line) for line in
                mempipe("memory", "stats", "alice-kv", "--json").stdout.splitlines()]
