@@ -17,7 +17,6 @@ the share this arm answers right too."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -27,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.whosaid import correct, isolated_home, log, sets  # noqa: E402
+from bench.whosaid import book_parser, correct, isolated_home, log, sets  # noqa: E402
 
 ARMS = ["text", "joint", "runs", "alone"]
 EXACT = "fp16-128of128-all"
@@ -96,12 +95,8 @@ def run_book(book: Path, qa: Path, ks: list[int], limit: int | None) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--book", type=Path, help="a book (with --qa)")
-    parser.add_argument("--qa", type=Path, help="its who-said questions")
+    parser = book_parser(__doc__)
     parser.add_argument("--k", type=int, nargs="+", default=[3, 5], help="passages recalled")
-    parser.add_argument("--limit", type=int, help="questions per book")
     args = parser.parse_args()
     os.environ["MEMPIPE_HOME"] = isolated_home()
     books = {book.stem: run_book(book, qa, sorted(args.k), args.limit)

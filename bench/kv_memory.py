@@ -24,7 +24,6 @@ token; it is what `--tier kv` stores (and reads with the reader if its name says
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -36,7 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.whosaid import DATA, correct, isolated_home, log, sets  # noqa: E402
+from bench.whosaid import DATA, book_parser, correct, isolated_home, log, sets  # noqa: E402
 
 SETTINGS = ["fp16-128of128-all", "int8-128of128-all", "int4-128of128-all",
             "int8-32of128-all", "int8-8of128-all", "int8-128of128-half"]
@@ -227,13 +226,9 @@ def mean_arms(books: dict) -> list[dict]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--book", type=Path, help="a book (with --qa)")
-    parser.add_argument("--qa", type=Path, help="its who-said questions")
+    parser = book_parser(__doc__)
     parser.add_argument("--k", type=int, nargs="+", default=[3, 5], help="passages recalled")
     parser.add_argument("--settings", nargs="+", default=SETTINGS, help="KV settings")
-    parser.add_argument("--limit", type=int, help="questions per book")
     parser.add_argument("--reader-book", type=Path,
                         help="the book the memory reader learns from (default: another "
                         "one), a reader trained before (.safetensors), or held-out: every "

@@ -28,7 +28,6 @@ Seconds are medians per answer, from the question to the whole answer."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -43,7 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.kv_memory import other_book  # noqa: E402
-from bench.whosaid import correct, isolated_home, log, sets  # noqa: E402
+from bench.whosaid import book_parser, correct, isolated_home, log, sets  # noqa: E402
 
 CLOZE, CHOICES = 300, 4  # 60 items were noise-level (+-6 points); see docs
 ABOUT = 30
@@ -241,11 +240,7 @@ def run_book(book: Path, qa: Path, limit: int | None, questions: int, epochs: in
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--book", type=Path, help="a book (with --qa)")
-    parser.add_argument("--qa", type=Path, help="its who-said questions")
-    parser.add_argument("--limit", type=int, help="questions per book")
+    parser = book_parser(__doc__)
     parser.add_argument("--questions", type=int, default=300, help="facts the adapter learns")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--steps", type=int, help="training steps at most")

@@ -13,7 +13,6 @@ with that trained memory reader (memory/reader.py); without, untrained."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -27,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.whosaid import correct, isolated_home, log, sets  # noqa: E402
+from bench.whosaid import book_parser, correct, isolated_home, log, sets  # noqa: E402
 
 QUESTION = 'What happens when someone says "{quote}"? Describe the scene.'
 
@@ -68,14 +67,10 @@ def run_book(book: Path, qa: Path, every: list[int], tokens: int, limit: int | N
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--book", type=Path, help="a book (with --qa)")
-    parser.add_argument("--qa", type=Path, help="its who-said questions")
+    parser = book_parser(__doc__)
     parser.add_argument("--every", type=int, nargs="+", default=[0, 16, 64],
                         help="tokens written between recalls (0: recall once)")
     parser.add_argument("--tokens", type=int, default=96, help="tokens each answer writes")
-    parser.add_argument("--limit", type=int, help="questions per book")
     parser.add_argument("--reader", type=Path, help="a trained memory reader to read with")
     args = parser.parse_args()
     os.environ["MEMPIPE_HOME"] = isolated_home()

@@ -40,6 +40,16 @@ def correct(answer: str, gold: str) -> bool:
     return " ".join(wanted.lower().split()) in " ".join(answer.lower().split())
 
 
+def book_parser(doc: str) -> argparse.ArgumentParser:
+    """The options every who-said benchmark takes: --json, --book with --qa, --limit."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--book", type=Path, help="a book (with --qa)")
+    parser.add_argument("--qa", type=Path, help="its who-said questions, JSON lines")
+    parser.add_argument("--limit", type=int, help="questions per book")
+    return parser
+
+
 def sets(book: Path | None = None, qa: Path | None = None) -> list[tuple[Path, Path]]:
     """The books and their who-said questions a benchmark runs on: `book` with `qa` when
     given, else every bundled book that has a question set."""
@@ -143,11 +153,7 @@ def run_book(book: Path, qa: Path, limit: int | None, truncate_limit: int,
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--book", type=Path, help="a book (with --qa)")
-    parser.add_argument("--qa", type=Path, help="its questions, JSON lines")
-    parser.add_argument("--limit", type=int, help="questions per book")
+    parser = book_parser(__doc__)
     parser.add_argument("--truncate-limit", type=int, default=5,
                         help="questions per book for the 7,000-token baseline")
     parser.add_argument("--form", help='ask each question another way, e.g. '
