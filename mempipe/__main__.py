@@ -2,22 +2,17 @@
 first moment. Importing the CLI loads pydantic, SQLite and numpy (a second or more on a
 busy machine); a Ctrl-C meanwhile would otherwise print a traceback."""
 
-import os
 import signal
-import sys
+
+from mempipe import ctrl_c
 
 
 def main() -> None:
-    signal.signal(signal.SIGINT, _interrupted)
+    signal.signal(signal.SIGINT, ctrl_c.exit_now)
     from mempipe.cli import main as run_cli
 
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # the CLI handles it now
+    ctrl_c.take_over()
     run_cli()
-
-
-def _interrupted(signum: int, frame: object) -> None:
-    print("mempipe: interrupted", file=sys.stderr)
-    os._exit(130)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import signal
 import sys
 import time
 
@@ -73,7 +72,6 @@ def run(words: tuple[str, ...], script: click.utils.LazyFile | None, model: str 
             sys.stdout.write("\n")
             sys.stdout.flush()
 
-    previous = signal.signal(signal.SIGINT, _interrupt)
     try:
         anyio.run(main)
     except BaseException as exc:
@@ -81,21 +79,11 @@ def run(words: tuple[str, ...], script: click.utils.LazyFile | None, model: str 
         error = str(exc) or type(exc).__name__
         raise
     finally:
-        signal.signal(signal.SIGINT, previous)
         if trace:
             for stage in stats.stages:
                 click.echo(stage.line(), err=True)
         _log(text.strip(), model_name(model), stats, status, error,
              time.perf_counter() - started, "\n\n".join(outputs))
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    """Ctrl-C stops the run where it stands. asyncio's own handler only cancels the main
-    task, which waits for the next await: a stage still importing torch or loading a
-    model (measured: 20 s on a busy machine) would hold the user there. A second Ctrl-C
-    during the cleanup that follows exits at once."""
-    signal.signal(signal.SIGINT, lambda *_: _fail("interrupted", 130))
-    raise KeyboardInterrupt
 
 
 def _pipeline_text(words: tuple[str, ...]) -> str:
