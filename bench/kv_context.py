@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.whosaid import book_parser, correct, isolated_home, log, sets  # noqa: E402
+from bench.whosaid import book_parser, correct, isolated_home, log, parse_sets  # noqa: E402
 
 ARMS = ["text", "joint", "runs", "alone"]
 EXACT = "fp16-128of128-all"
@@ -97,10 +97,9 @@ def run_book(book: Path, qa: Path, ks: list[int], limit: int | None) -> dict:
 def main() -> None:
     parser = book_parser(__doc__)
     parser.add_argument("--k", type=int, nargs="+", default=[3, 5], help="passages recalled")
-    args = parser.parse_args()
+    args, pairs = parse_sets(parser)
     os.environ["MEMPIPE_HOME"] = isolated_home()
-    books = {book.stem: run_book(book, qa, sorted(args.k), args.limit)
-             for book, qa in sets(args.book, args.qa)}
+    books = {book.stem: run_book(book, qa, sorted(args.k), args.limit) for book, qa in pairs}
     from mempipe.engine import get_engine
 
     engine = get_engine()

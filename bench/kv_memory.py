@@ -35,7 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.whosaid import DATA, book_parser, correct, isolated_home, log, sets  # noqa: E402
+from bench.whosaid import DATA, book_parser, correct, isolated_home, log, parse_sets  # noqa: E402
 
 SETTINGS = ["fp16-128of128-all", "int8-128of128-all", "int4-128of128-all",
             "int8-32of128-all", "int8-8of128-all", "int8-128of128-half"]
@@ -237,9 +237,8 @@ def main() -> None:
                         help="KV settings also read with the memory reader (none: no reader)")
     parser.add_argument("--reader-questions", type=int, default=300,
                         help="questions the reader learns from")
-    args = parser.parse_args()
+    args, pairs = parse_sets(parser)
     os.environ["MEMPIPE_HOME"] = isolated_home()
-    pairs = sets(args.book, args.qa)
     books = {book.stem: run_book(book, qa, sorted(args.k), args.settings, args.limit,
                                  args.reader_book or other_book(book), args.reader_settings,
                                  args.reader_questions)

@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.kv_memory import other_book  # noqa: E402
-from bench.whosaid import book_parser, correct, isolated_home, log, sets  # noqa: E402
+from bench.whosaid import book_parser, correct, isolated_home, log, parse_sets  # noqa: E402
 
 CLOZE, CHOICES = 300, 4  # 60 items were noise-level (+-6 points); see docs
 ABOUT = 30
@@ -247,7 +247,7 @@ def main() -> None:
     parser.add_argument("--home", help="a mempipe home kept from an earlier run")
     parser.add_argument("--general", nargs=2, type=Path, metavar=("ADAPTER", "BOOK"),
                         help="only the cloze test on BOOK, without and with ADAPTER")
-    args = parser.parse_args()
+    args, pairs = parse_sets(parser)
     if args.general:
         from mempipe.engine import get_engine
         from mempipe.engine.lora import Adapter
@@ -260,10 +260,7 @@ def main() -> None:
                           "general_after": general(get_engine(), items,
                                                    Adapter.load(adapter))}))
         return
-    if bool(args.book) != bool(args.qa):
-        parser.error("--book and --qa go together")
     os.environ["MEMPIPE_HOME"] = args.home or isolated_home()
-    pairs = sets(args.book, args.qa)
     books = {book.stem: run_book(book, qa, args.limit, args.questions, args.epochs, args.steps,
                                  kept=bool(args.home))
              for book, qa in pairs}

@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.whosaid import book_parser, correct, isolated_home, log, sets  # noqa: E402
+from bench.whosaid import book_parser, correct, isolated_home, log, parse_sets  # noqa: E402
 
 QUESTION = 'What happens when someone says "{quote}"? Describe the scene.'
 
@@ -72,7 +72,7 @@ def main() -> None:
                         help="tokens written between recalls (0: recall once)")
     parser.add_argument("--tokens", type=int, default=96, help="tokens each answer writes")
     parser.add_argument("--reader", type=Path, help="a trained memory reader to read with")
-    args = parser.parse_args()
+    args, pairs = parse_sets(parser)
     os.environ["MEMPIPE_HOME"] = isolated_home()
     from mempipe.engine import get_engine
     from mempipe.memory import reader
@@ -81,7 +81,6 @@ def main() -> None:
     if args.reader:  # where ask looks for it, in the benchmark's own home
         reader.path_for(engine.fingerprint).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(args.reader, reader.path_for(engine.fingerprint))
-    pairs = sets(args.book, args.qa)
     books = {book.stem: run_book(book, qa, args.every, args.tokens, args.limit)
              for book, qa in pairs}
     result = {"benchmark": "reretrieval",

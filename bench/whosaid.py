@@ -50,6 +50,16 @@ def book_parser(doc: str) -> argparse.ArgumentParser:
     return parser
 
 
+def parse_sets(parser: argparse.ArgumentParser) -> tuple[argparse.Namespace,
+                                                          list[tuple[Path, Path]]]:
+    """The options given and the books with questions they choose (`sets`); --book
+    without --qa, or --qa without --book, is refused rather than quietly ignored."""
+    args = parser.parse_args()
+    if bool(args.book) != bool(args.qa):
+        parser.error("--book and --qa go together")
+    return args, sets(args.book, args.qa)
+
+
 def sets(book: Path | None = None, qa: Path | None = None) -> list[tuple[Path, Path]]:
     """The books and their who-said questions a benchmark runs on: `book` with `qa` when
     given, else every bundled book that has a question set."""
@@ -159,10 +169,7 @@ def main() -> None:
     parser.add_argument("--form", help='ask each question another way, e.g. '
                         '\'"{quote}" -- who said that?\'')
     parser.add_argument("--skip-baselines", action="store_true")
-    args = parser.parse_args()
-    if bool(args.book) != bool(args.qa):
-        parser.error("--book and --qa go together")
-    pairs = sets(args.book, args.qa)
+    args, pairs = parse_sets(parser)
     os.environ["MEMPIPE_HOME"] = isolated_home()
     books = {book.stem: run_book(book, qa, args.limit, args.truncate_limit, args.form,
                                  args.skip_baselines)
