@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import statistics
 import subprocess
@@ -27,16 +26,16 @@ from mempipe.agents.commit_msg import CONVENTIONAL, CommitMsg
 from mempipe.engine import GenerationRequest, Message, get_engine
 from mempipe.git import parse_diff
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # bench/ helpers
+
+from bench.report import log, machine
+
 BASELINE = ("Write a git commit message in the Conventional Commits format (a subject line "
             "`type(scope): summary` of at most 72 characters, a blank line, then a short "
             "body) for this diff:\n\n{diff}")
 BUDGET = 2048
 DEFINED = re.compile(r"^[+-]\s*(?:async\s+)?(?:def|class|function|fn|func|struct)\s+(\w+)",
                      re.M)
-
-
-def log(message: str) -> None:
-    print(f"bench: {message}", file=sys.stderr, flush=True)
 
 
 def git(repo: str, *args: str) -> str:
@@ -109,7 +108,7 @@ def main() -> None:
         return round(sum(r[key] for r in rows) / len(rows), 3)
 
     result = {
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()}",
+        "machine": machine(),
         "device": getattr(engine, "device", None), "repo": args.name or os.path.basename(
             os.path.abspath(args.repo.rstrip("/"))), "n": len(rows),
         **{k: fraction(k) for k in ("valid", "subject_ok", "names_changed", "model_subject",

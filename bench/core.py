@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -19,12 +18,12 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # bench/ helpers
+
+from bench.report import log, machine  # noqa: E402
+
 ALICE = ROOT / "examples" / "data" / "alice_in_wonderland.txt"
 PIECES = 8
-
-
-def log(message: str) -> None:
-    print(f"bench: {message}", file=sys.stderr, flush=True)
 
 
 def in_subprocess(code: str, env: dict[str, str]) -> float:
@@ -127,7 +126,7 @@ def main() -> None:
         first_output = first_output_seconds(["map 'Say hello.' --max-tokens 8"],
                                             "Hello there.", env)
         result: dict[str, object] = {
-            "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()}",
+            "machine": machine(),
             "device": "cpu",
             "model": "smollm2-135m-instruct",
             "first_load_s": round(first, 2),

@@ -19,14 +19,14 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.whosaid import book_parser, correct, isolated_home, log, parse_sets  # noqa: E402
+from bench.report import log, machine  # noqa: E402
+from bench.whosaid import book_parser, correct, isolated_home, parse_sets  # noqa: E402
 
 ARMS = ["text", "joint", "runs", "alone"]
 EXACT = "fp16-128of128-all"
@@ -104,7 +104,7 @@ def main() -> None:
 
     engine = get_engine()
     result = {"benchmark": "kv_context",
-              "machine": f"{platform.machine()}, {os.cpu_count()} cpus",
+              "machine": machine(),
               "model": engine.name, "dtype": str(engine.model.dtype), "k": sorted(args.k),
               "books": books}
     print(json.dumps(result, indent=2) if args.json else result)

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -35,7 +34,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.whosaid import DATA, book_parser, correct, isolated_home, log, parse_sets  # noqa: E402
+from bench.report import log, machine  # noqa: E402
+from bench.whosaid import DATA, book_parser, correct, isolated_home, parse_sets  # noqa: E402
 
 SETTINGS = ["fp16-128of128-all", "int8-128of128-all", "int4-128of128-all",
             "int8-32of128-all", "int8-8of128-all", "int8-128of128-half"]
@@ -248,7 +248,7 @@ def main() -> None:
     engine = get_engine()
     default = choose_default(books)
     result = {"benchmark": "kv_memory",
-              "machine": f"{platform.machine()}, {os.cpu_count()} cpus",
+              "machine": machine(),
               "model": engine.name, "dtype": str(engine.model.dtype), "k": sorted(args.k),
               "arms": mean_arms(books), "default": default, "books": books}
     print(json.dumps(result, indent=2) if args.json else result)

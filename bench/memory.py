@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import re
 import statistics
@@ -32,7 +31,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.whosaid import isolated_home, log, sets  # noqa: E402
+from bench.report import log, machine  # noqa: E402
+from bench.whosaid import isolated_home, sets  # noqa: E402
 
 
 def recall_at_k(memory, text: str, qa: Path) -> dict[str, float]:
@@ -148,7 +148,7 @@ def main() -> None:
     args = parser.parse_args()
     os.environ["MEMPIPE_HOME"] = isolated_home()
     indexing, recall = index_and_recall(set(args.episodes))
-    result = {"benchmark": "memory", "machine": f"{platform.machine()}, {os.cpu_count()} cpus",
+    result = {"benchmark": "memory", "machine": machine(),
               "indexing": indexing, "recall": recall,
               "scale": scale(args.scale) if args.scale else None}
     print(json.dumps(result, indent=2) if args.json else result)

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import random
 import re
 import statistics
@@ -42,7 +41,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.kv_memory import other_book  # noqa: E402
-from bench.whosaid import book_parser, correct, isolated_home, log, parse_sets  # noqa: E402
+from bench.report import log, machine  # noqa: E402
+from bench.whosaid import book_parser, correct, isolated_home, parse_sets  # noqa: E402
 
 CLOZE, CHOICES = 300, 4  # 60 items were noise-level (+-6 points); see docs
 ABOUT = 30
@@ -269,7 +269,7 @@ def main() -> None:
     engine = get_engine()
     keys = ["closed_book_adapter", "closed_book_base", "auto_accuracy", "text_accuracy",
             "general_before", "general_after"]
-    result = {"benchmark": "params", "machine": f"{platform.machine()}, {os.cpu_count()} cpus",
+    result = {"benchmark": "params", "machine": machine(),
               "model": engine.name, "dtype": str(engine.model.dtype),
               "decoding": os.environ.get("MEMPIPE_QUANTIZE") or "exact",
               **{key: round(statistics.mean(b[key] for b in books.values()), 3)

@@ -19,16 +19,16 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # bench/ helpers
+
+from bench.report import log  # noqa: E402
+
 BOOKS = [ROOT / "examples" / "data" / "alice_in_wonderland.txt",
          ROOT / "examples" / "data" / "pride_and_prejudice.txt"]
 TASK = ("There is an important piece of information hidden inside a lot of irrelevant text. "
         "Find it and memorize it. I will quiz you about it.\n\n")
 NEEDLE = "\n\nThe pass key is {key}. Remember it. {key} is the pass key.\n\n"
 QUESTION = "\n\nWhat is the pass key?"
-
-
-def log(message: str) -> None:
-    print(f"bench: {message}", file=sys.stderr, flush=True)
 
 
 def prompt_ids(engine: Any, filler: list[int], length: int, depth: float,

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import re
 import shutil
 import statistics
@@ -26,7 +25,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.whosaid import book_parser, correct, isolated_home, log, parse_sets  # noqa: E402
+from bench.report import log, machine  # noqa: E402
+from bench.whosaid import book_parser, correct, isolated_home, parse_sets  # noqa: E402
 
 QUESTION = 'What happens when someone says "{quote}"? Describe the scene.'
 
@@ -84,7 +84,7 @@ def main() -> None:
     books = {book.stem: run_book(book, qa, args.every, args.tokens, args.limit)
              for book, qa in pairs}
     result = {"benchmark": "reretrieval",
-              "machine": f"{platform.machine()}, {os.cpu_count()} cpus",
+              "machine": machine(),
               "model": engine.name, "dtype": str(engine.model.dtype),
               "tokens": args.tokens, "reader": reader.load(engine) is not None, "books": books}
     print(json.dumps(result, indent=2) if args.json else result)

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -31,6 +30,10 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # bench/ helpers
+
+from bench.report import log, machine  # noqa: E402
+
 ALICE = ROOT / "examples" / "data" / "alice_in_wonderland.txt"
 STORY = "Write a long story about a girl who follows a white rabbit."
 MAP = "Say in one sentence what happens in this passage.\n\n{text}"
@@ -38,10 +41,6 @@ AGREEMENT = [STORY, "Tell me about the Queen of Hearts.", "Explain why the sky i
              "Write a commit message for a change that fixes a typo in the README.",
              "Summarize: The Hatter opened his eyes very wide on hearing this; but all he "
              "said was, 'Why is a raven like a writing-desk?'"]
-
-
-def log(message: str) -> None:
-    print(f"bench: {message}", file=sys.stderr, flush=True)
 
 
 def rate(tokens: int, seconds: float) -> float | None:
@@ -307,8 +306,7 @@ def main() -> None:
     cuda = engine.device.startswith("cuda")
     counts = [int(c) for c in (args.concurrency or ("32,256" if cuda else "32")).split(",")]
     device = torch.cuda.get_device_name() if cuda else (
-        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"{torch.get_num_threads()} torch threads")
+        f"{machine()}, {torch.get_num_threads()} torch threads")
     result: dict[str, Any] = {"device": device, "model": engine.name,
                               "dtype": str(engine.model.dtype).removeprefix("torch."),
                               "tokens": args.tokens, "repeat": args.repeat}

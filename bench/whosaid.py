@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import statistics
 import sys
@@ -22,15 +21,15 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # bench/ helpers
+
+from bench.report import log, machine  # noqa: E402
+
 DATA = ROOT / "examples" / "data"
 TRUNCATE_TOKENS = 7000
 BM25_PASSAGES, BM25_TOKENS = 3, 256
 BASELINE_PROMPT = "{text}\n\n---\nUsing only the text above, answer briefly: {question}"
 TITLE = re.compile(r"^(Mr|Mrs|Ms|Miss|Dr|Lady|Lord|Sir|Colonel|Captain)\.?\s")
-
-
-def log(message: str) -> None:
-    print(f"bench: {message}", file=sys.stderr, flush=True)
 
 
 def correct(answer: str, gold: str) -> bool:
@@ -180,7 +179,7 @@ def main() -> None:
         return round(sum(values) / len(values), 3) if values else None
 
     result = {"benchmark": "whosaid", "form": args.form,
-              "machine": f"{platform.machine()}, {os.cpu_count()} cpus",
+              "machine": machine(),
               "model": "smollm2-135m-instruct (default)", "books": books,
               "accuracy": mean("accuracy"), "median_s": mean("median_s"),
               "baseline_bm25": mean("baseline_bm25"),
