@@ -19,9 +19,9 @@ import anyio
 import click
 from click_default_group import DefaultGroup
 
-from mempipe import __version__
+from mempipe import __version__, ctrl_c
 from mempipe.cli_memory import memory
-from mempipe.errors import MempipeError, UsageError
+from mempipe.errors import MempipeError, UsageError, exit_with
 
 
 @click.group(cls=DefaultGroup, default="run", default_if_no_args=True)
@@ -213,14 +213,12 @@ def main() -> None:
     """Entry point: run the CLI and turn every failure into one line and an exit code."""
     try:
         cli.main(standalone_mode=False)
-    except click.exceptions.Abort:
-        _fail("interrupted", 130)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        ctrl_c.exit_now()
     except click.ClickException as exc:
-        _fail(exc.format_message(), exc.exit_code)
+        exit_with(exc.format_message(), exc.exit_code)
     except MempipeError as exc:
-        _fail(str(exc), exc.exit_code)
-    except KeyboardInterrupt:
-        _fail("interrupted", 130)
+        exit_with(str(exc), exc.exit_code)
     except BrokenPipeError:
         # The reader went away (`| head`): exit quietly, as unix tools do.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -228,14 +226,7 @@ def main() -> None:
     except Exception as exc:
         if os.environ.get("MEMPIPE_DEBUG"):
             raise
-        _fail(f"internal error: {type(exc).__name__}: {exc} (MEMPIPE_DEBUG=1 shows where)", 1)
-
-
-def _fail(message: str, code: int) -> None:
-    print(f"mempipe: {message}", file=sys.stderr)
-    sys.stderr.flush()
-    # Skip interpreter shutdown: it would wait for a model thread still finishing its step.
-    os._exit(code)
+        exit_with(f"internal error: {type(exc).__name__}: {exc} (MEMPIPE_DEBUG=1 shows where)", 1)
 
 
 if __name__ == "__main__":

@@ -1,23 +1,21 @@
 """How the command takes Ctrl-C: at once, every time, as one line and exit code 130.
 
-Only the standard library is imported here: the entry point takes Ctrl-C with it before
-it loads anything else."""
+Only the standard library and mempipe.errors are imported here: the entry point takes
+Ctrl-C with it before it loads anything else."""
 
 from __future__ import annotations
 
-import os
 import signal
 import sys
 import threading
 from typing import Any
 
+from mempipe.errors import exit_with
+
 
 def exit_now(signum: int = signal.SIGINT, frame: object = None) -> None:
-    """One line and exit 130, skipping interpreter shutdown: it would wait for a model
-    thread to finish its step."""
-    print("mempipe: interrupted", file=sys.stderr)
-    sys.stderr.flush()
-    os._exit(130)
+    """The one line and exit code 130 (also a signal handler)."""
+    exit_with("interrupted", 130)
 
 
 def stop_where_it_stands(signum: int, frame: object) -> None:

@@ -1,6 +1,19 @@
-"""Errors a user can act on: each carries a one-line message and the exit code the CLI uses."""
+"""Errors a user can act on: each carries a one-line message and the exit code the CLI uses
+(`exit_with` is how the command ends on one)."""
 
 from __future__ import annotations
+
+import os
+import sys
+from typing import NoReturn
+
+
+def exit_with(message: str, code: int) -> NoReturn:
+    """`mempipe: <message>` on stderr and exit `code`, skipping interpreter shutdown: it
+    would wait for a model thread still finishing its step."""
+    print(f"mempipe: {message}", file=sys.stderr)
+    sys.stderr.flush()
+    os._exit(code)
 
 
 class MempipeError(Exception):
