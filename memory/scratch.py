@@ -38,7 +38,7 @@ class Scratch:
             for item in pending:
                 spans = segmenter.spans(item.text, self._store.embedder.count_tokens)
                 if spans:
-                    self._store.add(NAMESPACE, item, spans)
+                    self._store.add(NAMESPACE, item, spans, versions=False)
             return self._store
 
     def recall(self, query: str, k: int) -> list[Passage]:

@@ -123,9 +123,11 @@ class Store:
                               [namespace, content_hash(text)]).fetchone()
         return row is not None
 
-    def add(self, namespace: str, document: Item, spans: list[Span]) -> int:
+    def add(self, namespace: str, document: Item, spans: list[Span],
+            versions: bool = True) -> int:
         """Remember `document` cut at `spans` (offsets into its text), replacing an older
-        version from the same file; returns the passages added (0 when already known)."""
+        version from the same file unless `versions` is off (a run's scratch keeps a file
+        beside its summary); returns the passages added (0 when already known)."""
         check_namespace(namespace)
         if not spans or self.has(namespace, document.text):
             return 0
@@ -138,7 +140,7 @@ class Store:
         with write(self.db):
             if self.has(namespace, document.text):  # another process was quicker
                 return 0
-            if _is_file(document.source):
+            if versions and _is_file(document.source):
                 self._delete("documents.source = ? and documents.namespace = ?",
                              [document.source, namespace])
             return self._insert(namespace, len(document.text), passages, vectors)
