@@ -14,9 +14,12 @@ from mempipe.agents.base import ReduceAgent
 from mempipe.engine.base import GLOBAL_TOKENS
 from mempipe.errors import UsageError
 from mempipe.memory import Memory, kv, params, reader
+from mempipe.memory.embed import default_embedder
 from mempipe.memory.query import phrases
 from mempipe.memory.store import Passage, Store
+from mempipe.pipes import reading
 from mempipe.pipes.answers import MAX_OPTIONS, asks_for_someone, names
+from mempipe.pipes.cleanup import cut_loop
 from mempipe.pipes.context import Context
 from mempipe.pipes.item import Item
 from mempipe.pipes.relevance import focus
@@ -26,6 +29,8 @@ PROMPT = kv.prompt("{question}").replace(kv.MEMORIES, "{text}")
 PINNED_CHARS = 60    # a quotation in the question pins the evidence to its one sentence
 WIDE_CHARS = 400     # otherwise: a few sentences from each of the best passages
 WIDE_PASSAGES = 3
+ABSTAINED = "The text does not say."
+EVIDENCE_SENTENCES = 3  # a general question reads the few sentences that bear most on it
 
 
 class Ask(ReduceAgent):
@@ -85,13 +90,17 @@ class Ask(ReduceAgent):
         if self.tier == "kv" or (self.tier == "auto" and await self._kv_ready(groups, ctx)):
             yield await self._from_memories(groups, contexts, ctx)
             return
-        ctx.note("answered from text")
-        windows = best_windows(self.question, contexts)
         if phrases(self.question):
-            evidence = self._fit(windows[:1], ctx)
+            yield await self._who_said(contexts, ctx)
         else:  # what was piped in is read whole where it fits; memory adds what it lacks
             fits = sum(ctx.count_tokens([i.text for i in piped])) <= self._room(ctx) // 2
-            evidence = self._fit((piped if fits else []) + windows[:WIDE_PASSAGES], ctx)
+            yield await self._read((piped if fits else []) + contexts, ctx)
+
+    async def _who_said(self, contexts: list[Item], ctx: Context) -> Item:
+        """A question that quotes: its evidence is the one sentence holding the quotation,
+        and for a question that asks for someone, the model chooses among its names."""
+        ctx.note("answered from text")
+        evidence = self._fit(best_windows(self.question, contexts)[:1], ctx)
         options = []
         if asks_for_someone(self.question):
             options = names(" ".join(w.text for w in evidence), self.question)[:MAX_OPTIONS]
@@ -99,10 +108,40 @@ class Ask(ReduceAgent):
             scores = await ctx.choose(self._prompt(evidence), options, system=SYSTEM)
             answer = options[max(range(len(options)), key=lambda i: scores[i])]
         else:
-            answer = await ctx.generate(self._prompt(evidence), system=SYSTEM,
-                                        max_tokens=self.max_tokens)
+            answer = cut_loop(await ctx.generate(self._prompt(evidence), system=SYSTEM,
+                                                 max_tokens=self.max_tokens))
+        return self._answer(answer, evidence)
+
+    async def _read(self, texts: list[Item], ctx: Context) -> Item:
+        """Any other question: the sentences that bear most on it are its evidence (never
+        a heading). For a question that asks for someone the model chooses among the
+        names they hold; otherwise it writes, and an answer that loops, only echoes the
+        question or says what the evidence does not is an abstention, not a guess."""
+        found = await anyio.to_thread.run_sync(reading.evidence, self.question, texts,
+                                               default_embedder(), EVIDENCE_SENTENCES)
+        if not found:
+            raise UsageError(f"nothing in {self.from_ or 'the input'} bears on the question")
+        ctx.note(f"answered from text ({reading.kind_of(self.question)})")
+        evidence = self._fit([e.item for e in found], ctx)
+        shown = " ".join(w.text for w in evidence)
+        options = []
+        if reading.kind_of(self.question) == "person":
+            options = names(shown, self.question)[:MAX_OPTIONS]
+        if options:
+            scores = await ctx.choose(self._prompt(evidence), options, system=SYSTEM)
+            best = max(range(len(options)), key=lambda i: scores[i])
+            return self._answer(options[best], evidence, options=len(options))
+        written = cut_loop(await ctx.generate(self._prompt(evidence), system=SYSTEM,
+                                              max_tokens=self.max_tokens))
+        if not reading.grounded(written, shown, self.question):
+            ctx.note(f"{written!r} is not what the evidence says, so abstained")
+            return self._answer(ABSTAINED, evidence, abstained=True, written=written)
+        return self._answer(written, evidence)
+
+    def _answer(self, answer: str, evidence: list[Item], **meta: Any) -> Item:
         sources = [{"source": w.source, "span": w.span} for w in evidence]
-        yield Item.combined(answer, evidence, question=self.question, sources=sources)
+        return Item.combined(answer, evidence, question=self.question, sources=sources,
+                             **meta)
 
     async def _from_memories(self, groups: list[tuple[Store, list[Passage]]],
                              contexts: list[Item], ctx: Context) -> Item:

@@ -9,7 +9,7 @@ from pydantic import Field
 
 from mempipe.agents.base import ReduceAgent
 from mempipe.errors import UsageError
-from mempipe.pipes.cleanup import cut_loop, trim_words
+from mempipe.pipes.cleanup import cut_loop, grounded, trim_words
 from mempipe.pipes.context import Context
 from mempipe.pipes.item import Item
 
@@ -47,9 +47,11 @@ class Summarize(ReduceAgent):
                              f"{self.budget} tokens")
 
         async def summarize(prompt: str, text: str, words: int) -> str:
+            """What the model writes of `text`, less loops and sentences naming anyone
+            `text` does not (the text itself, cut to `words`, if nothing is left)."""
             reply = await ctx.generate(prompt.format(text=text, words=words), system=SYSTEM,
                                        max_tokens=_tokens_for(words))
-            return trim_words(cut_loop(reply), words)
+            return trim_words(grounded(cut_loop(reply), text) or text, words)
 
         pieces = [p for item in collected for p in ctx.chunks(item, min(room, PIECE_TOKENS))]
         if len(pieces) == 1:

@@ -1,0 +1,57 @@
+import numpy as np
+
+from mempipe.pipes.item import Item
+from mempipe.pipes.reading import evidence, grounded, is_structure, kind_of
+
+
+def test_kind_is_decided_by_the_first_question_word() -> None:
+    assert kind_of("Where did the Rabbit go when Alice followed it?") == "place"
+    assert kind_of("When did the Hatter quarrel with Time?") == "time"
+    assert kind_of("How many jurors were there?") == "number"
+    assert kind_of("How far did she walk?") == "number"
+    assert kind_of("How did the Dodo dry them?") == "manner"
+    assert kind_of("Why were the roses painted?") == "reason"
+    assert kind_of("Which officer introduced him?") == "person"
+    assert kind_of("In which county is the estate?") == "place"
+    assert kind_of("What did she buy?") == "thing"
+
+
+def test_headings_titles_and_contents_are_structure_not_content() -> None:
+    for text in ("CHAPTER IV.", "Chapter 12", "THE RABBIT SENDS IN A LITTLE BILL",
+                 "Down the Rabbit-Hole", "Book 2", "Down the Rabbit-Hole\nCHAPTER II.", "  "):
+        assert is_structure(text), text
+    for text in ("Alice was beginning to get very tired of sitting by her sister.",
+                 "“Off with her head!” the Queen shouted at the top of her voice.",
+                 "It was the\nWhite Rabbit, trotting slowly back again."):
+        assert not is_structure(text), text
+
+
+class Words:
+    """An embedder that knows only which words two texts share: enough to rank."""
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        vocabulary = sorted({w for t in texts for w in t.lower().split()})
+        rows = np.array([[float(w in t.lower().split()) for w in vocabulary] for t in texts])
+        return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-9)
+
+
+def test_evidence_is_the_sentence_that_bears_on_the_question_never_a_heading() -> None:
+    text = ("CHAPTER VII. THE MAD TEA PARTY\n\nThere was a table set out under a tree in "
+            "front of the house. The March Hare and the Hatter were having tea at it. "
+            "A Dormouse was sitting between them, fast asleep.")
+    found = evidence("Where was the table set out for tea?",
+                     [Item(text=text, source="book.txt", span=(100, 100 + len(text)))],
+                     Words(), limit=2)
+    assert "under a tree" in found[0].item.text
+    assert found[0].item.span[0] >= 100  # spans point into the source
+    assert all("CHAPTER" not in e.item.text for e in found)
+
+
+def test_a_written_answer_must_say_something_and_only_what_the_evidence_says() -> None:
+    shown = "She had put live hedgehogs in as balls, and the flamingoes were mallets."
+    question = "What were used as the balls?"
+    assert grounded("Live hedgehogs.", shown, question)
+    assert grounded("The hedgehog", shown, question)           # stems compared
+    assert not grounded("The balls were used.", shown, question)  # an echo of the question
+    assert not grounded("A bank in London owned them.", shown, question)  # invented
+    assert not grounded("", shown, question)
