@@ -52,7 +52,7 @@ def holds(passage_span: tuple[int, int], at: int, length: int) -> bool:
     return passage_span[0] <= at and at + length <= passage_span[1]
 
 
-def run_book(book: Path, qa: Path, limit: int | None, k: int) -> dict:
+def run_book(book: Path, qa: Path, limit: int | None, k: int, baselines: bool = True) -> dict:
     import anyio
 
     from mempipe import Item, Memory, ask
@@ -85,13 +85,16 @@ def run_book(book: Path, qa: Path, limit: int | None, k: int) -> dict:
         seconds = time.perf_counter() - started
         cited = [tuple(s["span"]) for s in meta.get("sources", []) if s.get("span")]
 
-        scores = bm25(q["question"], pieces)
-        top = sorted(range(len(pieces)), key=lambda i: -scores[i])[:BM25_PASSAGES]
-        bm25_answer = anyio.run(generate, engine, BASELINE_PROMPT.format(
-            text="\n\n".join(pieces[i] for i in sorted(top)), question=q["question"]))
-        gold = " ".join(text[max(0, at - EVIDENCE_CHARS):at + length + EVIDENCE_CHARS].split())
-        gold_answer = anyio.run(generate, engine, BASELINE_PROMPT.format(
-            text=gold, question=q["question"]))
+        bm25_answer = gold_answer = ""
+        if baselines:
+            scores = bm25(q["question"], pieces)
+            top = sorted(range(len(pieces)), key=lambda i: -scores[i])[:BM25_PASSAGES]
+            bm25_answer = anyio.run(generate, engine, BASELINE_PROMPT.format(
+                text="\n\n".join(pieces[i] for i in sorted(top)), question=q["question"]))
+            gold = " ".join(text[max(0, at - EVIDENCE_CHARS):at + length + EVIDENCE_CHARS]
+                            .split())
+            gold_answer = anyio.run(generate, engine, BASELINE_PROMPT.format(
+                text=gold, question=q["question"]))
         rows.append({
             "question": q["question"], "kind": q["kind"], "asked_as": kind_of(q["question"]),
             "answer": answer, "correct": correct(answer, q["answers"]),
@@ -131,6 +134,7 @@ def run_book(book: Path, qa: Path, limit: int | None, k: int) -> dict:
 def main() -> None:
     parser = book_parser(__doc__)
     parser.add_argument("-k", type=int, default=5, help="passages ask recalls")
+    parser.add_argument("--skip-baselines", action="store_true")
     args = parser.parse_args()
     if bool(args.book) != bool(args.qa):
         parser.error("--book and --qa go together")
@@ -138,7 +142,8 @@ def main() -> None:
         (DATA / (qa.name.split(".")[0] + ".txt"), qa)
         for qa in sorted(DATA.glob("qa/*.general.jsonl"))]
     os.environ["MEMPIPE_HOME"] = isolated_home()
-    books = {book.stem: run_book(book, qa, args.limit, args.k) for book, qa in pairs}
+    books = {book.stem: run_book(book, qa, args.limit, args.k, not args.skip_baselines)
+             for book, qa in pairs}
     result = {"benchmark": "general", "machine": machine(),
               "model": "smollm2-135m-instruct (default)",
               "taught": "nothing: the model's own weights, no adapter", "books": books}

@@ -21,6 +21,24 @@ _GAP = r"(?:[ \t]+|[ \t]*\n[ \t]*)"  # a name may wrap onto the next line, not c
 _NAME = re.compile(rf"\b(?:{TITLES}\.?{_GAP})?[A-Z][\w'’-]*(?:{_GAP}[A-Z][\w'’-]*)*")
 
 
+# Words that say nothing of their own: a name made only of these ("While", "Well"), or
+# an answer made only of these and the question's words, names or answers nothing.
+FUNCTION_WORDS = STOPWORDS | frozenset({
+    "about", "after", "again", "all", "also", "am", "any", "been", "before", "being",
+    "both", "can", "could", "did", "does", "doing", "down", "each", "even", "ever", "every",
+    "few", "here", "herself", "himself", "how", "into", "itself", "just", "let", "may",
+    "might", "more", "most", "much", "must", "myself", "never", "nor", "now", "off", "once",
+    "one's", "only", "other", "out", "over", "own", "quite", "same", "shall", "should",
+    "some", "such", "those", "through", "till", "under", "until", "up", "upon", "very",
+    "what", "whatever", "while", "yes", "yet", "you'll", "i'm", "i'll", "it's", "don't",
+    "one", "oh", "well", "say", "says", "thought", "replied", "cried", "went", "answered",
+    "however", "indeed", "whether", "why", "though", "because", "since", "onto", "towards",
+    "toward", "within", "without", "against", "among", "across", "along", "around",
+    "behind", "beside", "between", "beyond", "near", "like", "dear", "sure", "thing",
+    "things", "way", "something", "nothing", "anything", "everything", "ll", "s", "t",
+    "d", "re", "ve", "m", "answer", "text", "question"})
+
+
 def asks_for_someone(question: str) -> bool:
     """Whether the question asks for a person ("who ...", "tell me who ...", "which
     character ..."): its answer is a name."""
@@ -39,7 +57,7 @@ def names(text: str, question: str) -> list[str]:
     for match in _NAME.finditer(text):
         name = _POSSESSIVE.sub("", _ARTICLE.sub("", " ".join(match.group(0).split())))
         said = set(words(name))
-        if said and not said <= asked | STOPWORDS:  # "She", "I'll" name nobody
+        if said and not said <= asked | FUNCTION_WORDS:  # "She", "While" name nobody
             counts[name] = counts.get(name, 0) + 1
     return sorted(counts, key=lambda name: -counts[name])  # a stable sort keeps first seen
 

@@ -12,26 +12,16 @@ import numpy as np
 
 from mempipe.memory.embed import Embedder
 from mempipe.memory.query import STOPWORDS, fuse, words
+from mempipe.pipes.answers import FUNCTION_WORDS
 from mempipe.pipes.chunking import sentence_spans
 from mempipe.pipes.item import Item
-from mempipe.pipes.relevance import bm25
+from mempipe.pipes.relevance import bm25, widened
 
-# Words that say nothing of their own: an answer made only of these and the question's
-# words answers nothing.
-FUNCTION_WORDS = STOPWORDS | frozenset({
-    "about", "after", "again", "all", "also", "am", "any", "been", "before", "being",
-    "both", "can", "could", "did", "does", "doing", "down", "each", "even", "ever", "every",
-    "few", "here", "herself", "himself", "how", "into", "itself", "just", "let", "may",
-    "might", "more", "most", "much", "must", "myself", "never", "nor", "now", "off", "once",
-    "one's", "only", "other", "out", "over", "own", "quite", "same", "shall", "should",
-    "some", "such", "those", "through", "till", "under", "until", "up", "upon", "very",
-    "what", "whatever", "while", "yes", "yet", "you'll", "i'm", "i'll", "it's", "don't",
-    "one", "oh", "well", "say", "says", "thought", "replied", "cried", "went", "answered",
-    "however", "indeed", "whether", "why", "though", "because", "since", "onto", "towards",
-    "toward", "within", "without", "against", "among", "across", "along", "around",
-    "behind", "beside", "between", "beyond", "near", "like", "dear", "sure", "thing",
-    "things", "way", "something", "nothing", "anything", "everything", "ll", "s", "t",
-    "d", "re", "ve", "m"})
+_NUMBER_WORDS = ("zero one two three four five six seven eight nine ten eleven twelve "
+                 "thirteen fourteen fifteen sixteen seventeen eighteen nineteen twenty "
+                 "thirty forty fifty sixty seventy eighty ninety hundred thousand")
+_NUMBERS = dict(zip([*map(str, range(21)), *map(str, range(30, 100, 10)), "100", "1000"],
+                    _NUMBER_WORDS.split(), strict=True))  # "12" is grounded by "twelve"
 # A sentence this close to the question (cosine of their embeddings) or closer may answer
 # it; below, nothing recalled bears on it. Chosen on questions about the bundled books and
 # questions about other things (bench/general.py reports both).
@@ -75,7 +65,8 @@ def is_structure(sentence: str) -> bool:
     if any(_heading(line) for line in lines):
         return True
     tokens = lines[0].split()
-    return len(lines) == 1 and len(tokens) <= 8 and not re.search(r"[.!?,;:\"“”]", lines[0]) \
+    return len(lines) == 1 and len(tokens) <= 8 \
+        and not re.search(r"[,;:\"“”]|[.!?].", lines[0]) \
         and all(t[0].isupper() or not t[0].isalpha() or t.lower() in STOPWORDS for t in tokens) \
         and any(t[0].isupper() and t.lower() not in STOPWORDS for t in tokens)
 
@@ -94,32 +85,43 @@ class Evidence:
     score: float
 
 
-def evidence(question: str, contexts: list[Item], embedder: Embedder,
-             limit: int = 3) -> list[Evidence]:
-    """The sentences of `contexts` that bear most on `question`, best first: a BM25
-    ranking and an embedding ranking, fused, of the sentences that are content (not
-    headings) and at least RELEVANT to it by cosine similarity (`score`). None where
-    nothing bears on it."""
-    sentences: list[Item] = []
-    seen: set[tuple[str, int]] = set()
+def evidence(question: str, contexts: list[Item], embedder: Embedder, limit: int = 3,
+             chars: int = 300) -> list[Evidence]:
+    """The sentences of `contexts` that bear most on `question`, best first, each grown
+    by its neighbours to about `chars` characters (a line of dialogue alone says little):
+    a BM25 ranking and an embedding ranking, fused, of the sentences that are content
+    (not headings) and at least RELEVANT to it by cosine similarity (`score`). None where
+    nothing bears on it; a sentence inside an earlier one's window adds nothing."""
+    sentences: list[tuple[Item, list[tuple[int, int]], int, frozenset[int]]] = []
     for context in contexts:
-        for a, b in sentence_spans(context.text):
-            part = context.part(a, b)
-            key = (part.source or "", part.span[0] if part.span else a)
-            if key not in seen and not is_structure(part.text):
-                seen.add(key)
-                sentences.append(part)
+        spans = sentence_spans(context.text)
+        structure = frozenset(i for i, (a, b) in enumerate(spans)
+                              if is_structure(context.text[a:b]))
+        sentences += [(context, spans, i, structure) for i in range(len(spans))
+                      if i not in structure]
     if not sentences:
         return []
-    texts = [" ".join(s.text.split()) for s in sentences]
+    texts = [" ".join(c.text[s[i][0]:s[i][1]].split()) for c, s, i, _ in sentences]
     vectors = embedder.embed([question, *texts])
     cosine = vectors[1:] @ vectors[0]
     kept = [i for i in range(len(texts)) if cosine[i] >= RELEVANT]
     lexical = bm25(question, [texts[i] for i in kept])
     fused = fuse([[kept[j] for j in np.argsort(-np.asarray(lexical), kind="stable")],
                   sorted(kept, key=lambda i: -cosine[i])])
-    order = sorted(fused, key=lambda i: -fused[i])[:limit]
-    return [Evidence(sentences[i], float(cosine[i])) for i in order]
+    found: list[Evidence] = []
+    for i in sorted(fused, key=lambda i: -fused[i]):
+        context, spans, n, structure = sentences[i]
+        window = widened(context, spans, n, chars, structure)
+        if not any(_inside(window, e.item) or _inside(e.item, window) for e in found):
+            found.append(Evidence(window, float(cosine[i])))
+        if len(found) == limit:
+            break
+    return found
+
+
+def _inside(part: Item, whole: Item) -> bool:
+    return part.source == whole.source and part.span is not None and whole.span is not None \
+        and whole.span[0] <= part.span[0] and part.span[1] <= whole.span[1]
 
 
 def grounded(answer: str, evidence: str, question: str) -> bool:
@@ -137,6 +139,8 @@ def grounded(answer: str, evidence: str, question: str) -> bool:
 
 
 def _stem(word: str) -> str:
+    """A word's crude stem, a digit's number word: what `grounded` compares."""
+    word = _NUMBERS.get(word, word)
     for suffix in ("ing", "ed", "es", "s"):
         if word.endswith(suffix) and len(word) - len(suffix) >= 3:
             return word[:-len(suffix)]

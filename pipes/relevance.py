@@ -54,17 +54,27 @@ def focus(question: str, item: Item, chars: int) -> Item:
             if wanted in said or (len(said) >= 24 and said in wanted):
                 scores[i] += PHRASE_BONUS
     best = max(range(len(sentences)), key=lambda i: scores[i])
+    return widened(item, spans, best, chars).model_copy(update={"score": scores[best]})
+
+
+def widened(item: Item, spans: list[tuple[int, int]], best: int, chars: int,
+            skip: frozenset[int] = frozenset()) -> Item:
+    """The part of `item` that is sentence `best` of its `spans`, grown by neighbouring
+    sentences (never across one in `skip`) while the whole stays within `chars`
+    characters (what follows first: it often completes a match), trailing space left
+    out."""
     low = high = best
-    size = len(sentences[best])
+    size = spans[best][1] - spans[best][0]
     grew = True
     while grew:
         grew = False
-        for j in (high + 1, low - 1):  # after first: what follows a match often completes it
-            if 0 <= j < len(sentences) and size + len(sentences[j]) <= chars:
-                size += len(sentences[j])
+        for j in (high + 1, low - 1):
+            if 0 <= j < len(spans) and j not in skip \
+                    and size + spans[j][1] - spans[j][0] <= chars:
+                size += spans[j][1] - spans[j][0]
                 low, high = min(low, j), max(high, j)
                 grew = True
     start, end = spans[low][0], spans[high][1]
     while end > start and item.text[end - 1].isspace():
         end -= 1
-    return item.part(start, end).model_copy(update={"score": scores[best]})
+    return item.part(start, end)
