@@ -24,7 +24,7 @@ import anyio
 
 from mempipe.config import home
 from mempipe.engine.base import Message
-from mempipe.errors import UsageError
+from mempipe.errors import StageError, UsageError
 from mempipe.files import write_atomically
 from mempipe.memory import Memory, kv, reader
 from mempipe.memory.query import phrases
@@ -172,9 +172,18 @@ async def _answers(namespace: str, asked: list[str], engine: Any,
     from mempipe.pipes.run import gather
 
     async def answer(question: str) -> str:
+        """The text's answer, or "" where `ask` abstained or found nothing that bears on
+        the question: neither is a fact to teach."""
         agent = Ask(question=question, **{"from": namespace}, tier="text",
                     max_tokens=ANSWER_TOKENS)
-        return " ".join((await agent.pipeline().arun(engine=engine)).split())
+        try:
+            said = [item async for item in agent.pipeline().stream(engine=engine)]
+        except StageError as error:
+            if isinstance(error.cause, UsageError):
+                return ""
+            raise
+        return "" if any(i.meta.get("abstained") for i in said) else \
+            " ".join(" ".join(i.text for i in said).split())
 
     done = itertools.count(1)
     return await gather(answer, asked, 16, on_done=lambda: progress(next(done), len(asked)))
