@@ -43,7 +43,7 @@ class Ask(ReduceAgent):
     from_: str | None = Field(default=None, alias="from",
                               description="namespaces to recall from (comma-separated)")
     k: int = Field(default=5, ge=1, le=50, description="passages to recall")
-    max_tokens: int = Field(default=128, ge=1, description="length of the answer, tokens")
+    max_tokens: int = Field(default=48, ge=1, description="length of the answer, tokens")
     tier: Literal["auto", "text", "kv", "params"] = Field(
         default="auto", description="params: answer with the adapter mempipe memory train "
         "made of the namespace, nothing recalled; kv: read the recalled passages' key/value "
@@ -133,10 +133,20 @@ class Ask(ReduceAgent):
             return self._answer(options[best], evidence, options=len(options))
         written = cut_loop(await ctx.generate(self._prompt(evidence), system=SYSTEM,
                                               max_tokens=self.max_tokens))
-        if not reading.grounded(written, shown, self.question):
+        if reading.grounded(written, shown, self.question):
+            return self._answer(written, evidence)
+        # What it wrote is not what the evidence says: it chooses among the best
+        # sentence's own short spans instead, if it is sure enough of one.
+        best = evidence[:1]
+        options = reading.spans(best[0].text, self.question)[:reading.MAX_SPANS]
+        scores = await ctx.choose(self._prompt(best), options, system=SYSTEM) if options else []
+        sureness = math.exp(max(scores, default=-math.inf))
+        if not options or sureness < reading.SURE:
             ctx.note(f"{written!r} is not what the evidence says, so abstained")
             return self._answer(ABSTAINED, evidence, abstained=True, written=written)
-        return self._answer(written, evidence)
+        chosen = options[scores.index(max(scores))]
+        ctx.note(f"chose {chosen!r} ({sureness:.2f}): {written!r} is not what the evidence says")
+        return self._answer(chosen, best, options=len(options), confidence=round(sureness, 3))
 
     def _answer(self, answer: str, evidence: list[Item], **meta: Any) -> Item:
         sources = [{"source": w.source, "span": w.span} for w in evidence]

@@ -59,14 +59,16 @@ class Summarize(ReduceAgent):
             yield Item.combined(text, collected, pieces=1, levels=1)
             return
         piece_words = min(PIECE_WORDS, self.words)
+        # every piece at once: the engine batches as many as it holds and queues the rest
         summaries = await ctx.map(lambda p: summarize(PIECE, p.text, piece_words), pieces,
-                                  f"summarize {len(pieces)} pieces")
+                                  f"summarize {len(pieces)} pieces", limit=len(pieces))
         level = 1
         while len(summaries) > 1:
             groups = _pack(summaries, room, ctx)
             level += 1
             summaries = await ctx.map(lambda g: summarize(MERGE, _numbered(g), self.words),
-                                      groups, f"summarize level {level}: {len(groups)} groups")
+                                      groups, f"summarize level {level}: {len(groups)} groups",
+                                      limit=len(groups))
         yield Item.combined(summaries[0], collected, pieces=len(pieces), levels=level)
 
 

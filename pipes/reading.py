@@ -19,9 +19,26 @@ from mempipe.pipes.relevance import bm25, widened
 
 _NUMBER_WORDS = ("zero one two three four five six seven eight nine ten eleven twelve "
                  "thirteen fourteen fifteen sixteen seventeen eighteen nineteen twenty "
-                 "thirty forty fifty sixty seventy eighty ninety hundred thousand")
+                 "thirty forty fifty sixty seventy eighty ninety hundred thousand half dozen")
 _NUMBERS = dict(zip([*map(str, range(21)), *map(str, range(30, 100, 10)), "100", "1000"],
-                    _NUMBER_WORDS.split(), strict=True))  # "12" is grounded by "twelve"
+                    _NUMBER_WORDS.split()[:-2], strict=True))  # "12" is grounded by "twelve"
+SPAN_WORDS = 4  # an answer chosen from the text is a few words
+MAX_SPANS = 64  # scored in one batch, the first in the text first
+# Below this geometric mean probability of its tokens, a span the model chose is not
+# given (an abstention). Chosen on the bundled general sets (bench/general.py): the
+# model's sureness barely tells right from wrong, so only the least sure are held back.
+SURE = 0.05
+_CLAUSE = re.compile(r"[^,;:.!?()\[\]\"“”‘—–_*]+")  # a chosen answer never crosses punctuation
+_TOKEN = re.compile(r"[A-Za-z0-9][\w'’\x00-]*")
+_TITLE_STOP = re.compile(r"\b(Mr|Mrs|Ms|Dr|St|Messrs|Col|Capt|Rev|Prof|Sr|Jr)\.")  # Mr. Darcy
+_TIMES = frozenset({
+    "clock", "morning", "evening", "night", "noon", "midnight", "afternoon", "day", "days",
+    "week", "weeks", "month", "months", "year", "years", "yesterday", "today", "tomorrow",
+    "ago", "spring", "summer", "autumn", "winter", "monday", "tuesday", "wednesday",
+    "thursday", "friday", "saturday", "sunday", "january", "february", "march", "april",
+    "may", "june", "july", "august", "september", "october", "november", "december",
+    "hour", "hours", "minute", "minutes", "dawn", "dusk", "tea", "dinner", "breakfast",
+    "supper", "last", "next", "first"})
 # A sentence this close to the question (cosine of their embeddings) or closer may answer
 # it; below, nothing recalled bears on it. Chosen on questions about the bundled books and
 # questions about other things (bench/general.py reports both).
@@ -122,6 +139,38 @@ def evidence(question: str, contexts: list[Item], embedder: Embedder, limit: int
 def _inside(part: Item, whole: Item) -> bool:
     return part.source == whole.source and part.span is not None and whole.span is not None \
         and whole.span[0] <= part.span[0] and part.span[1] <= whole.span[1]
+
+
+def spans(text: str, question: str) -> list[str]:
+    """The short spans of `text` a question could be answered by, in the text's order:
+    runs of 1 to SPAN_WORDS words within a clause, neither beginning nor ending with a
+    function word, not made only of the question's own words, and for a question that
+    asks for a number, a time or a person, holding one where any do."""
+    asked = set(words(question))
+    found: dict[str, None] = {}
+    for clause in _CLAUSE.findall(_TITLE_STOP.sub("\\1\x00", " ".join(text.split()))):
+        tokens = [t.replace("\x00", ".") for t in _TOKEN.findall(clause)]
+        for n in range(1, SPAN_WORDS + 1):
+            for i in range(len(tokens) - n + 1):
+                run = tokens[i:i + n]
+                first, last = run[0].lower(), run[-1].lower()
+                if first in FUNCTION_WORDS or last in FUNCTION_WORDS or last.endswith("."):
+                    continue
+                if not set(words(" ".join(run))) <= asked | FUNCTION_WORDS:
+                    found[" ".join(run)] = None
+    kind = kind_of(question)
+    return [s for s in found if _holds(s, kind)] or list(found)
+
+
+def _holds(span: str, kind: str) -> bool:
+    said = [_NUMBERS.get(w, w) for w in words(span)]
+    if kind == "number":
+        return any(w in _NUMBER_WORDS.split() for w in said)
+    if kind == "time":
+        return any(w in _TIMES or w in _NUMBER_WORDS.split() for w in said)
+    if kind == "person":
+        return span[0].isupper()
+    return True
 
 
 def grounded(answer: str, evidence: str, question: str) -> bool:
