@@ -105,8 +105,7 @@ class Ask(ReduceAgent):
         if asks_for_someone(self.question):
             options = names(" ".join(w.text for w in evidence), self.question)[:MAX_OPTIONS]
         if options:
-            scores = await ctx.choose(self._prompt(evidence), options, system=SYSTEM)
-            answer = options[max(range(len(options)), key=lambda i: scores[i])]
+            answer, _ = await best_of(ctx, self._prompt(evidence), options)
         else:
             answer = cut_loop(await ctx.generate(self._prompt(evidence), system=SYSTEM,
                                                  max_tokens=self.max_tokens))
@@ -115,8 +114,9 @@ class Ask(ReduceAgent):
     async def _read(self, texts: list[Item], ctx: Context) -> Item:
         """Any other question: the sentences that bear most on it are its evidence (never
         a heading). For a question that asks for someone the model chooses among the
-        names they hold; otherwise it writes, and an answer that loops, only echoes the
-        question or says what the evidence does not is an abstention, not a guess."""
+        names they hold; otherwise it writes, loops cut. Where what it wrote only echoes
+        the question or says what the evidence does not, it chooses among the best
+        sentence's short spans instead, and where it is unsure even of those, abstains."""
         found = await anyio.to_thread.run_sync(reading.evidence, self.question, texts,
                                                default_embedder(), EVIDENCE_SENTENCES)
         if not found:
@@ -128,9 +128,8 @@ class Ask(ReduceAgent):
         if reading.kind_of(self.question) == "person":
             options = names(shown, self.question)[:MAX_OPTIONS]
         if options:
-            scores = await ctx.choose(self._prompt(evidence), options, system=SYSTEM)
-            best = max(range(len(options)), key=lambda i: scores[i])
-            return self._answer(options[best], evidence, options=len(options))
+            chosen, _ = await best_of(ctx, self._prompt(evidence), options)
+            return self._answer(chosen, evidence, options=len(options))
         written = cut_loop(await ctx.generate(self._prompt(evidence), system=SYSTEM,
                                               max_tokens=self.max_tokens))
         if reading.grounded(written, shown, self.question):
@@ -139,12 +138,12 @@ class Ask(ReduceAgent):
         # sentence's own short spans instead, if it is sure enough of one.
         best = evidence[:1]
         options = reading.spans(best[0].text, self.question)[:reading.MAX_SPANS]
-        scores = await ctx.choose(self._prompt(best), options, system=SYSTEM) if options else []
-        sureness = math.exp(max(scores, default=-math.inf))
-        if not options or sureness < reading.SURE:
+        chosen, score = await best_of(ctx, self._prompt(best), options) if options \
+            else ("", -math.inf)
+        sureness = math.exp(score)
+        if sureness < reading.SURE:
             ctx.note(f"{written!r} is not what the evidence says, so abstained")
             return self._answer(ABSTAINED, evidence, abstained=True, written=written)
-        chosen = options[scores.index(max(scores))]
         ctx.note(f"chose {chosen!r} ({sureness:.2f}): {written!r} is not what the evidence says")
         return self._answer(chosen, best, options=len(options), confidence=round(sureness, 3))
 
@@ -171,9 +170,7 @@ class Ask(ReduceAgent):
                      "than text: mempipe memory train-reader NAMESPACE")
         read = list(contexts)
         if options:
-            scores = await ctx.choose(prompt, options, system=SYSTEM, memories=memories,
-                                      adapter=adapter)
-            answer = options[max(range(len(options)), key=lambda i: scores[i])]
+            answer, _ = await best_of(ctx, prompt, options, memories=memories, adapter=adapter)
         else:
             answer, left = "", self.max_tokens
             while left > 0:
@@ -337,6 +334,15 @@ class Ask(ReduceAgent):
         if ctx.scratch:
             found += [(ctx.scratch.store, p) for p in ctx.scratch.recall(query, self.k)]
         return widened(found)
+
+
+async def best_of(ctx: Context, prompt: str, options: list[str], **given: Any
+                  ) -> tuple[str, float]:
+    """The option the model would most likely reply to `prompt`, and its mean token
+    log-probability; `given` as for `Context.choose` (memories, adapter)."""
+    scores = await ctx.choose(prompt, options, system=SYSTEM, **given)
+    best = max(range(len(options)), key=lambda i: scores[i])
+    return options[best], scores[best]
 
 
 def widened(found: list[tuple[Store, Passage]]) -> list[tuple[Store, list[Passage]]]:
