@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from typing import ClassVar
 
@@ -51,7 +52,7 @@ class Summarize(ReduceAgent):
             `text` does not (the text itself, cut to `words`, if nothing is left)."""
             reply = await ctx.generate(prompt.format(text=text, words=words), system=SYSTEM,
                                        max_tokens=_tokens_for(words))
-            return trim_words(grounded(cut_loop(reply), text) or text, words)
+            return trim_words(grounded(cut_loop(reply), text) or _unnumbered(text), words)
 
         pieces = [p for item in collected for p in ctx.chunks(item, min(room, PIECE_TOKENS))]
         if len(pieces) == 1:
@@ -74,6 +75,11 @@ class Summarize(ReduceAgent):
 
 def _numbered(texts: list[str]) -> str:
     return "\n\n".join(f"{i}. {text}" for i, text in enumerate(texts, 1))
+
+
+def _unnumbered(text: str) -> str:
+    """`text` without the numbers `_numbered` put before each summary."""
+    return re.sub(r"(?m)^\d+\. ", "", text)
 
 
 def _tokens_for(words: int) -> int:
