@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterator
 from typing import ClassVar
 
@@ -10,7 +9,7 @@ from pydantic import Field
 
 from mempipe.agents.base import ReduceAgent
 from mempipe.errors import UsageError
-from mempipe.pipes.cleanup import cut_loop, grounded, trim_words
+from mempipe.pipes.cleanup import cut_loop, trim_words
 from mempipe.pipes.context import Context
 from mempipe.pipes.item import Item
 
@@ -48,11 +47,9 @@ class Summarize(ReduceAgent):
                              f"{self.budget} tokens")
 
         async def summarize(prompt: str, text: str, words: int) -> str:
-            """What the model writes of `text`, less loops and sentences naming anyone
-            `text` does not (the text itself, cut to `words`, if nothing is left)."""
             reply = await ctx.generate(prompt.format(text=text, words=words), system=SYSTEM,
                                        max_tokens=_tokens_for(words))
-            return trim_words(grounded(cut_loop(reply), text) or _unnumbered(text), words)
+            return trim_words(cut_loop(reply), words)
 
         pieces = [p for item in collected for p in ctx.chunks(item, min(room, PIECE_TOKENS))]
         if len(pieces) == 1:
@@ -60,26 +57,19 @@ class Summarize(ReduceAgent):
             yield Item.combined(text, collected, pieces=1, levels=1)
             return
         piece_words = min(PIECE_WORDS, self.words)
-        # every piece at once: the engine batches as many as it holds and queues the rest
         summaries = await ctx.map(lambda p: summarize(PIECE, p.text, piece_words), pieces,
-                                  f"summarize {len(pieces)} pieces", limit=len(pieces))
+                                  f"summarize {len(pieces)} pieces")
         level = 1
         while len(summaries) > 1:
             groups = _pack(summaries, room, ctx)
             level += 1
             summaries = await ctx.map(lambda g: summarize(MERGE, _numbered(g), self.words),
-                                      groups, f"summarize level {level}: {len(groups)} groups",
-                                      limit=len(groups))
+                                      groups, f"summarize level {level}: {len(groups)} groups")
         yield Item.combined(summaries[0], collected, pieces=len(pieces), levels=level)
 
 
 def _numbered(texts: list[str]) -> str:
     return "\n\n".join(f"{i}. {text}" for i, text in enumerate(texts, 1))
-
-
-def _unnumbered(text: str) -> str:
-    """`text` without the numbers `_numbered` put before each summary."""
-    return re.sub(r"(?m)^\d+\. ", "", text)
 
 
 def _tokens_for(words: int) -> int:

@@ -1,12 +1,9 @@
-"""Tidying what a small model writes: cut where it starts to loop, keep to a length, and
-keep only sentences whose names the text it read holds."""
+"""Tidying what a small model writes: cut where it starts to loop, and keep to a length."""
 
 from __future__ import annotations
 
 import re
 
-from mempipe.memory.query import words
-from mempipe.pipes.answers import names
 from mempipe.pipes.chunking import sentence_spans
 
 LOOP_WORDS = 8  # a run of this many words seen before means the model is repeating itself
@@ -32,20 +29,6 @@ def trim_words(text: str, limit: int) -> str:
     if len(found) <= limit:
         return text.strip()
     return _to_sentence_end(text[: found[limit - 1].end()])
-
-
-def grounded(text: str, source: str) -> str:
-    """The sentences of `text` that name no one `source` does not, each once: a small
-    model invents people ("Bob" in a summary of a book without one), and a sentence
-    about someone invented is not worth keeping."""
-    known = set(words(source))
-    kept: list[str] = []
-    for a, b in sentence_spans(text):
-        sentence = text[a:b].strip()
-        invented = any(not set(words(name)) <= known for name in names(sentence, ""))
-        if sentence and not invented and sentence not in kept:
-            kept.append(sentence)
-    return " ".join(kept)
 
 
 def _to_sentence_end(text: str) -> str:

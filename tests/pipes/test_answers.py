@@ -17,10 +17,3 @@ def test_names_leave_out_the_question_and_articles() -> None:
     again = text + " Alice saw that Mr. Darcy's coat left."
     assert names(again, "Who told Alice to stop?")[:2] == ["Mr. Darcy", "Mock Turtle"]
 
-
-def test_sentences_naming_someone_the_source_does_not_are_dropped() -> None:
-    from mempipe.pipes.cleanup import grounded
-
-    source = "Alice saw the Queen, who shouted. Alice fell asleep on the bank."
-    summary = "Alice meets Bob the baker. The Queen shouts. The Queen shouts. Alice sleeps."
-    assert grounded(summary, source) == "The Queen shouts. Alice sleeps."
