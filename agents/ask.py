@@ -43,7 +43,7 @@ class Ask(ReduceAgent):
     from_: str | None = Field(default=None, alias="from",
                               description="namespaces to recall from (comma-separated)")
     k: int = Field(default=5, ge=1, le=50, description="passages to recall")
-    max_tokens: int = Field(default=48, ge=1, description="length of the answer, tokens")
+    max_tokens: int = Field(default=128, ge=1, description="length of the answer, tokens")
     tier: Literal["auto", "text", "kv", "params"] = Field(
         default="auto", description="params: answer with the adapter mempipe memory train "
         "made of the namespace, nothing recalled; kv: read the recalled passages' key/value "
@@ -121,7 +121,7 @@ class Ask(ReduceAgent):
                                                default_embedder(), EVIDENCE_SENTENCES)
         if not found:
             raise UsageError(f"nothing in {self.from_ or 'the input'} bears on the question")
-        ctx.note(f"answered from text ({reading.kind_of(self.question)})")
+        ctx.note("answered from text")
         evidence = self._fit([e.item for e in found], ctx)
         shown = " ".join(w.text for w in evidence)
         options = []
