@@ -27,10 +27,10 @@ from bench.whosaid import (  # noqa: E402
     BASELINE_PROMPT,
     BM25_PASSAGES,
     BM25_TOKENS,
-    DATA,
     book_parser,
     generate,
     isolated_home,
+    parse_sets,
 )
 
 EVIDENCE_CHARS = 150  # the gold evidence handed to the writing baseline, with this around it
@@ -135,12 +135,7 @@ def main() -> None:
     parser = book_parser(__doc__)
     parser.add_argument("-k", type=int, default=5, help="passages ask recalls")
     parser.add_argument("--skip-baselines", action="store_true")
-    args = parser.parse_args()
-    if bool(args.book) != bool(args.qa):
-        parser.error("--book and --qa go together")
-    pairs = [(args.book, args.qa)] if args.book else [
-        (DATA / (qa.name.split(".")[0] + ".txt"), qa)
-        for qa in sorted(DATA.glob("qa/*.general.jsonl"))]
+    args, pairs = parse_sets(parser, "general")
     os.environ["MEMPIPE_HOME"] = isolated_home()
     books = {book.stem: run_book(book, qa, args.limit, args.k, not args.skip_baselines)
              for book, qa in pairs}

@@ -49,23 +49,24 @@ def book_parser(doc: str) -> argparse.ArgumentParser:
     return parser
 
 
-def parse_sets(parser: argparse.ArgumentParser) -> tuple[argparse.Namespace,
-                                                          list[tuple[Path, Path]]]:
+def parse_sets(parser: argparse.ArgumentParser, kind: str = "whosaid"
+               ) -> tuple[argparse.Namespace, list[tuple[Path, Path]]]:
     """The options given and the books with questions they choose (`sets`); --book
     without --qa, or --qa without --book, is refused rather than quietly ignored."""
     args = parser.parse_args()
     if bool(args.book) != bool(args.qa):
         parser.error("--book and --qa go together")
-    return args, sets(args.book, args.qa)
+    return args, sets(args.book, args.qa, kind)
 
 
-def sets(book: Path | None = None, qa: Path | None = None) -> list[tuple[Path, Path]]:
-    """The books and their who-said questions a benchmark runs on: `book` with `qa` when
-    given, else every bundled book that has a question set."""
+def sets(book: Path | None = None, qa: Path | None = None, kind: str = "whosaid"
+         ) -> list[tuple[Path, Path]]:
+    """The books and their questions a benchmark runs on: `book` with `qa` when given,
+    else every bundled book that has a question set of `kind` (whosaid, general)."""
     if book is not None and qa is not None:
         return [(book, qa)]
     return [(DATA / (qa.name.split(".")[0] + ".txt"), qa)
-            for qa in sorted(DATA.glob("qa/*.whosaid.jsonl"))]
+            for qa in sorted(DATA.glob(f"qa/*.{kind}.jsonl"))]
 
 
 def isolated_home() -> str:
