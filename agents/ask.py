@@ -122,7 +122,7 @@ class Ask(ReduceAgent):
         if not found:
             raise UsageError(f"nothing in {self.from_ or 'the input'} bears on the question")
         ctx.note("answered from text")
-        evidence = self._fit([e.item for e in found], ctx)
+        evidence = self._fit(found, ctx)
         shown = " ".join(w.text for w in evidence)
         options = []
         if reading.kind_of(self.question) == "person":

@@ -1,5 +1,5 @@
 """The memory reader: a LoRA adapter that teaches the model to read key/value memories
-(tier 2) as well as it reads their text (Memory³'s trained reader, issue 5 part 6).
+(tier 2) as well as it reads their text (Memory³'s trained reader).
 
 Memories are computed one passage at a time, so a recalled passage never attended to the
 one beside it; the model, never trained on such a cache, answers worse from them than

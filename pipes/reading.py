@@ -6,7 +6,6 @@ and little else (DESIGN.md, Why small agents)."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -40,8 +39,8 @@ _TIMES = frozenset({
     "hour", "hours", "minute", "minutes", "dawn", "dusk", "tea", "dinner", "breakfast",
     "supper", "last", "next", "first"})
 # A sentence this close to the question (cosine of their embeddings) or closer may answer
-# it; below, nothing recalled bears on it. Chosen on questions about the bundled books and
-# questions about other things (bench/general.py reports both).
+# it; below, nothing recalled bears on it. Set by hand, not by a benchmark: sentences that
+# share no subject with a question score about 0.2 and under with the embedder here.
 RELEVANT = 0.2
 _CHAPTER = re.compile(r"^\s*(?:chapter|book|part|volume|section|canto|act|scene)\b"
                       r"[\s.]*(?:[ivxlcdm]+|\d+|[a-z]+)\b", re.IGNORECASE)
@@ -94,20 +93,12 @@ def _heading(line: str) -> bool:
     return capitals or bool(_CHAPTER.match(line))
 
 
-@dataclass
-class Evidence:
-    """A sentence of a recalled passage and how well it bears on the question."""
-
-    item: Item
-    score: float
-
-
 def evidence(question: str, contexts: list[Item], embedder: Embedder, limit: int = 3,
-             chars: int = 300) -> list[Evidence]:
+             chars: int = 300) -> list[Item]:
     """The sentences of `contexts` that bear most on `question`, best first, each grown
     by its neighbours to about `chars` characters (a line of dialogue alone says little):
     a BM25 ranking and an embedding ranking, fused, of the sentences that are content
-    (not headings) and at least RELEVANT to it by cosine similarity (`score`). None where
+    (not headings) and at least RELEVANT to it by cosine similarity. None where
     nothing bears on it; a sentence inside an earlier one's window adds nothing."""
     sentences: list[tuple[Item, list[tuple[int, int]], int, frozenset[int]]] = []
     for context in contexts:
@@ -125,12 +116,12 @@ def evidence(question: str, contexts: list[Item], embedder: Embedder, limit: int
     lexical = bm25(question, [texts[i] for i in kept])
     fused = fuse([[kept[j] for j in np.argsort(-np.asarray(lexical), kind="stable")],
                   sorted(kept, key=lambda i: -cosine[i])])
-    found: list[Evidence] = []
+    found: list[Item] = []
     for i in sorted(fused, key=lambda i: -fused[i]):
         context, spans, n, structure = sentences[i]
         window = widened(context, spans, n, chars, structure)
-        if not any(_inside(window, e.item) or _inside(e.item, window) for e in found):
-            found.append(Evidence(window, float(cosine[i])))
+        if not any(_inside(window, e) or _inside(e, window) for e in found):
+            found.append(window)
         if len(found) == limit:
             break
     return found

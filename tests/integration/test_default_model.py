@@ -187,7 +187,7 @@ def test_who_said_accuracy_on_alice_from_key_value_memories(home: Path) -> None:
 
 
 def test_cli_trains_a_memory_reader_that_ask_then_reads_with(home: Path, tmp_path: Path) -> None:
-    """Issue 5 part 6 end to end, small: train-reader on a slice of another book learns
+    """The memory reader end to end, small: train-reader on a slice of another book learns
     (its loss falls), and ask --tier kv reads memories with it. bench/kv_memory.py measures
     a full reader against text."""
     from mempipe.memory import reader

@@ -42,9 +42,9 @@ def test_evidence_is_the_sentence_that_bears_on_the_question_never_a_heading() -
     found = evidence("Where was the table set out for tea?",
                      [Item(text=text, source="book.txt", span=(100, 100 + len(text)))],
                      Words(), limit=2)
-    assert "under a tree" in found[0].item.text
-    assert found[0].item.span[0] >= 100  # spans point into the source
-    assert all("CHAPTER" not in e.item.text for e in found)
+    assert "under a tree" in found[0].text
+    assert found[0].span[0] >= 100  # spans point into the source
+    assert all("CHAPTER" not in e.text for e in found)
 
 
 def test_a_written_answer_must_say_something_and_only_what_the_evidence_says() -> None:
