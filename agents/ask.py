@@ -10,18 +10,18 @@ from typing import Any, ClassVar, Literal
 import anyio
 from pydantic import Field
 
-from mempipe.agents.base import ReduceAgent
 from mempipe.engine.base import GLOBAL_TOKENS
-from mempipe.errors import UsageError
+from mempipe.errors import StageError, UsageError
+from mempipe.item import Item
 from mempipe.memory import Memory, kv, params, reader
 from mempipe.memory.embed import default_embedder
-from mempipe.memory.query import phrases
-from mempipe.memory.store import Passage, Store
+from mempipe.memory.query import asks_for_someone, phrases
+from mempipe.memory.store import Passage, Store, with_neighbours
 from mempipe.pipes import reading
-from mempipe.pipes.answers import MAX_OPTIONS, asks_for_someone, names
+from mempipe.pipes.answers import MAX_OPTIONS, names
 from mempipe.pipes.cleanup import cut_loop
 from mempipe.pipes.context import Context
-from mempipe.pipes.item import Item
+from mempipe.pipes.pipeline import ReduceAgent
 from mempipe.pipes.relevance import focus
 
 SYSTEM = kv.SYSTEM  # one framing for both tiers: memories are computed in it
@@ -196,7 +196,7 @@ class Ask(ReduceAgent):
     async def _adapted(self, ctx: Context, strict: bool = False) -> tuple[str, Any] | None:
         """The namespace --from names and its adapter: for --tier params (`strict`: what
         is missing is an error) or to try first (None when there is no fresh one)."""
-        if not strict and (self.from_ is None or not hasattr(ctx.engine, "read_passages")):
+        if not strict and (self.from_ is None or "adapters" not in ctx.engine.capabilities):
             return None  # nothing to try: no namespace named, or no local model
         store = Store()
         names = store.existing(self.from_) if self.from_ is not None else []
@@ -247,7 +247,7 @@ class Ask(ReduceAgent):
         """Whether memories should be read in place of text: every recalled passage has
         one from these weights and a memory reader is trained (without one, text reads
         better)."""
-        if self.from_ is None or ctx.scratch or not hasattr(ctx.engine, "read_passages"):
+        if self.from_ is None or ctx.scratch or "memories" not in ctx.engine.capabilities:
             return False
         engine = ctx.engine
         model = await anyio.to_thread.run_sync(lambda: engine.fingerprint)
@@ -333,7 +333,7 @@ class Ask(ReduceAgent):
                                                        self.k)]
         if ctx.scratch:
             found += [(ctx.scratch.store, p) for p in ctx.scratch.recall(query, self.k)]
-        return widened(found)
+        return with_neighbours(found)
 
 
 async def best_of(ctx: Context, prompt: str, options: list[str], **given: Any
@@ -343,19 +343,6 @@ async def best_of(ctx: Context, prompt: str, options: list[str], **given: Any
     scores = await ctx.choose(prompt, options, system=SYSTEM, **given)
     best = max(range(len(options)), key=lambda i: scores[i])
     return options[best], scores[best]
-
-
-def widened(found: list[tuple[Store, Passage]]) -> list[tuple[Store, list[Passage]]]:
-    """Each recalled passage with the passages just before and after it in its
-    document, best first; a passage already inside an earlier group adds none."""
-    groups, seen = [], set()
-    for store, passage in found:
-        if (passage.namespace, passage.id) in seen:
-            continue
-        around = store.neighbours(passage, 1, 1)
-        seen.update((p.namespace, p.id) for p in around)
-        groups.append((store, around))
-    return groups
 
 
 def joined(passages: list[Passage]) -> Item:
@@ -378,3 +365,26 @@ def names_for(question: str, contexts: list[Item]) -> list[str]:
         return []
     windows = best_windows(question, contexts)[:1 if phrases(question) else WIDE_PASSAGES]
     return names(" ".join(w.text for w in windows), question)[:MAX_OPTIONS]
+
+
+TEACHER_TOKENS = 24  # a fact to teach is a few words
+
+
+def teacher(namespace: str, engine: Any) -> params.Teacher:
+    """How training asks a namespace a question (memory/params.py): `ask --tier text`'s
+    answer, or "" where it abstained or found nothing that bears on the question: neither
+    is a fact to teach."""
+
+    async def answer(question: str) -> str:
+        agent = Ask(question=question, **{"from": namespace}, tier="text",
+                    max_tokens=TEACHER_TOKENS)
+        try:
+            said = [item async for item in agent.pipeline().stream(engine=engine)]
+        except StageError as error:
+            if isinstance(error.cause, UsageError):
+                return ""
+            raise
+        return "" if any(i.meta.get("abstained") for i in said) else \
+            " ".join(" ".join(i.text for i in said).split())
+
+    return answer

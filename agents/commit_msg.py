@@ -17,11 +17,11 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from mempipe.agents.base import ReduceAgent
 from mempipe.errors import MempipeError
 from mempipe.git import FileChange, parse_diff
+from mempipe.item import Item
 from mempipe.pipes.context import Context
-from mempipe.pipes.item import Item
+from mempipe.pipes.pipeline import ReduceAgent
 
 SUBJECT = ("Write a git commit subject line in {lang} (at most 8 words, starting with a verb "
            "such as Add, Fix, Change, Remove or Update) for a commit that makes these "

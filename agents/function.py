@@ -8,11 +8,11 @@ from typing import Any, ClassVar
 
 from pydantic import Field, create_model
 
-from mempipe.agents.base import BUDGET_HELP, MapAgent
-from mempipe.agents.registry import register
 from mempipe.config import DEFAULT_BUDGET
+from mempipe.item import Item
 from mempipe.pipes.context import Context
-from mempipe.pipes.item import Item
+from mempipe.pipes.pipeline import BUDGET_HELP, MapAgent
+from mempipe.pipes.registry import register
 
 ItemFunction = Callable[..., Awaitable[Any]]
 

@@ -6,9 +6,9 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from mempipe.agents.base import MapAgent
+from mempipe.item import Item
 from mempipe.pipes.context import Context
-from mempipe.pipes.item import Item
+from mempipe.pipes.pipeline import MapAgent
 
 PROMPT = "{text}\n\n---\n{instruction}"
 

@@ -11,10 +11,10 @@ from typing import ClassVar
 import anyio
 from pydantic import Field
 
-from mempipe.agents.base import SourceAgent
 from mempipe.errors import UsageError
+from mempipe.item import Item
 from mempipe.pipes.context import Context
-from mempipe.pipes.item import Item
+from mempipe.pipes.pipeline import SourceAgent
 
 SNIFF_BYTES = 8192
 
@@ -48,17 +48,6 @@ class Read(SourceAgent):
         if not produced:
             where = ", ".join(self.paths)
             raise UsageError("empty input" if self.paths == ["-"] else f"empty input: {where}")
-
-
-class Given(SourceAgent):
-    """Items handed to `Pipeline.run(input=...)` from Python."""
-
-    name: ClassVar[str] = "given"
-    items: list[Item]
-
-    async def produce(self, ctx: Context) -> AsyncIterator[Item]:
-        for item in self.items:
-            yield item
 
 
 def _expand(path: str) -> list[tuple[str, bool]]:

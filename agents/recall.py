@@ -8,10 +8,10 @@ from typing import ClassVar
 import anyio
 from pydantic import Field
 
-from mempipe.agents.base import SourceAgent
+from mempipe.item import Item
 from mempipe.memory.store import Store
 from mempipe.pipes.context import Context
-from mempipe.pipes.item import Item
+from mempipe.pipes.pipeline import SourceAgent
 
 
 class Recall(SourceAgent):

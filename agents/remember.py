@@ -7,15 +7,15 @@ from typing import ClassVar, Literal
 import anyio
 from pydantic import Field, field_validator
 
-from mempipe.agents.base import MapAgent
 from mempipe.errors import UsageError
+from mempipe.item import Item
 from mempipe.memory import Memory, Segmenter
 from mempipe.memory.kv import DEFAULT, Compression, engine_for_kv
 from mempipe.memory.scratch import NAMESPACE as SCRATCH
 from mempipe.memory.segment import PASSAGE_TOKENS
 from mempipe.memory.store import check_namespace
 from mempipe.pipes.context import Context
-from mempipe.pipes.item import Item
+from mempipe.pipes.pipeline import MapAgent
 
 
 class Remember(MapAgent):

@@ -7,10 +7,10 @@ from typing import ClassVar
 
 import anyio
 
-from mempipe.agents.base import SourceAgent
 from mempipe.git import staged_diff
+from mempipe.item import Item
 from mempipe.pipes.context import Context
-from mempipe.pipes.item import Item
+from mempipe.pipes.pipeline import SourceAgent
 
 
 class StagedDiff(SourceAgent):

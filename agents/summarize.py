@@ -7,11 +7,11 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from mempipe.agents.base import ReduceAgent
 from mempipe.errors import UsageError
+from mempipe.item import Item
 from mempipe.pipes.cleanup import cut_loop, trim_words
 from mempipe.pipes.context import Context
-from mempipe.pipes.item import Item
+from mempipe.pipes.pipeline import ReduceAgent
 
 SYSTEM = "You summarize texts faithfully, naming the people involved."
 PIECE = ("{text}\n\n---\nSummarize the text above in at most {words} words. "
@@ -27,6 +27,9 @@ TOKENS_PER_WORD = 1.6
 PIECE_TOKENS = 512
 PIECE_WORDS = 50
 GROUP = 4
+# Tokens a summary takes in a merge beyond its own: its number, the blank line before it,
+# and a token or two its text may gain when tokenized again.
+NUMBERING = 8
 
 
 class Summarize(ReduceAgent):
@@ -42,7 +45,7 @@ class Summarize(ReduceAgent):
             raise UsageError("nothing to summarize")
         final_tokens = _tokens_for(self.words)
         room = ctx.room(final_tokens, MERGE.format(text="", words=self.words), SYSTEM)
-        if room < 2 * final_tokens:  # every merge must take at least two summaries
+        if room < 2 * (final_tokens + NUMBERING):  # every merge takes two summaries or more
             raise UsageError(f"--words {self.words} leaves no room in a --budget of "
                              f"{self.budget} tokens")
 
@@ -62,6 +65,9 @@ class Summarize(ReduceAgent):
         level = 1
         while len(summaries) > 1:
             groups = _pack(summaries, room, ctx)
+            if len(groups) == len(summaries):  # no merge would shrink the level: never loop
+                raise UsageError(f"--words {self.words}: summaries too long to merge two at "
+                                 f"a time in a --budget of {self.budget} tokens")
             level += 1
             summaries = await ctx.map(lambda g: summarize(MERGE, _numbered(g), self.words),
                                       groups, f"summarize level {level}: {len(groups)} groups")
@@ -77,16 +83,16 @@ def _tokens_for(words: int) -> int:
 
 
 def _pack(texts: list[str], room: int, ctx: Context) -> list[list[str]]:
-    """Consecutive texts in groups of at most GROUP whose joined size fits `room` tokens.
-    Room holds two texts of the longest kind, so each group but a last odd one has two or
-    more, and each level shrinks."""
-    sizes = ctx.count_tokens(texts)
+    """Consecutive texts in groups of at most GROUP whose numbered size fits `room` tokens.
+    A summary is at most its `max_tokens`, and room holds two of those numbered, so each
+    group but a last odd one has two or more, and each level shrinks."""
+    sizes = [size + NUMBERING for size in ctx.count_tokens(texts)]
     groups: list[list[str]] = []
     used = 0
     for text, size in zip(texts, sizes):
-        if groups and len(groups[-1]) < GROUP and used + size + 2 <= room:
+        if groups and len(groups[-1]) < GROUP and used + size <= room:
             groups[-1].append(text)
-            used += size + 2
+            used += size
         else:
             groups.append([text])
             used = size

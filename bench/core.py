@@ -63,10 +63,10 @@ def batching(env_home: str) -> dict[str, float]:
     import torch
 
     from mempipe.agents.summarize import PIECE, SYSTEM
+    from mempipe.chunking import chunk_spans
     from mempipe.config import DEFAULT_MODEL
     from mempipe.engine import GenerationRequest, Message
     from mempipe.engine.local import LocalEngine
-    from mempipe.pipes.chunking import chunk_spans
 
     os.environ["MEMPIPE_HOME"] = env_home
     engine = LocalEngine(DEFAULT_MODEL)
@@ -81,7 +81,7 @@ def batching(env_home: str) -> dict[str, float]:
     started = time.perf_counter()
     tokens_hf = 0
     for request in requests:
-        ids = torch.tensor([engine._prompt_ids(request.messages)])
+        ids = torch.tensor([engine.prompt_ids(request.messages)])
         with torch.inference_mode():
             out = model.generate(ids, max_new_tokens=256, do_sample=False,
                                  pad_token_id=tokenizer.pad_token_id)

@@ -56,9 +56,9 @@ def run_book(book: Path, qa: Path, limit: int | None, k: int, baselines: bool = 
     import anyio
 
     from mempipe import Item, Memory, ask
+    from mempipe.chunking import chunk_spans
     from mempipe.engine import get_engine
     from mempipe.errors import MempipeError
-    from mempipe.pipes.chunking import chunk_spans
     from mempipe.pipes.reading import kind_of
     from mempipe.pipes.relevance import bm25
 

@@ -36,9 +36,9 @@ def run_book(book: Path, qa: Path, ks: list[int], limit: int | None) -> dict:
     import anyio
 
     from mempipe import Item, Memory
-    from mempipe.agents.ask import widened
     from mempipe.engine import GenerationRequest, get_engine
     from mempipe.memory import kv
+    from mempipe.memory.store import with_neighbours
 
     engine = get_engine()
     model, setting = engine.fingerprint, kv.Compression.parse(EXACT)
@@ -52,7 +52,7 @@ def run_book(book: Path, qa: Path, ks: list[int], limit: int | None) -> dict:
         for k in ks:
             found = [(memory.store, p) for p in memory.recall(q["question"], k)]
             plans.append((q["question"], q["answer"], k,
-                          [[p.text for p in group] for _, group in widened(found)]))
+                          [[p.text for p in group] for _, group in with_neighbours(found)]))
     computed: dict[str, object] = {}  # a text's memory, computed once for every arm
 
     def memories(texts: list[str]) -> list[object]:

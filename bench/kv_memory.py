@@ -97,9 +97,10 @@ def run_book(book: Path, qa: Path, ks: list[int], settings: list[str], limit: in
     import anyio
 
     from mempipe import Item, Memory
-    from mempipe.agents.ask import joined, names_for, widened
+    from mempipe.agents.ask import joined, names_for
     from mempipe.engine import GenerationRequest, get_engine
     from mempipe.memory import kv
+    from mempipe.memory.store import with_neighbours
 
     engine = get_engine()
     model = engine.fingerprint
@@ -114,7 +115,7 @@ def run_book(book: Path, qa: Path, ks: list[int], settings: list[str], limit: in
     for q in questions:
         for k in ks:
             found = [(memory.store, p) for p in memory.recall(q["question"], k)]
-            groups = [group for _, group in widened(found)]
+            groups = [group for _, group in with_neighbours(found)]
             passages = [p for group in groups for p in group]
             plans.append((q["question"], q["answer"], k, passages,
                           names_for(q["question"], [joined(g) for g in groups])))

@@ -88,8 +88,8 @@ class RandomVectors:
 
 def scale(count: int) -> dict:
     from mempipe import Item
+    from mempipe.chunking import sentence_spans
     from mempipe.memory import Store
-    from mempipe.pipes.chunking import sentence_spans
     from mempipe.pipes.relevance import bm25
 
     sentences = []

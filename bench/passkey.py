@@ -38,13 +38,13 @@ def prompt_ids(engine: Any, filler: list[int], length: int, depth: float,
     from mempipe.engine import Message
 
     tokenizer = engine.tokenizer
-    frame = engine._prompt_ids([Message(role="user", content=TASK + NEEDLE + QUESTION)])
+    frame = engine.prompt_ids([Message(role="user", content=TASK + NEEDLE + QUESTION)])
     room = length - len(frame)
     body = (filler * (room // len(filler) + 1))[:room]
     at = int(room * depth)
     text = (TASK + tokenizer.decode(body[:at]) + NEEDLE.format(key=key)
             + tokenizer.decode(body[at:]) + QUESTION)
-    return engine._prompt_ids([Message(role="user", content=text)])
+    return engine.prompt_ids([Message(role="user", content=text)])
 
 
 def main() -> None:

@@ -40,9 +40,9 @@ def first_chapter(text: str) -> str:
 
 
 def checked(summary: str, source: str) -> dict:
+    from mempipe.chunking import sentence_spans
     from mempipe.memory.query import words
     from mempipe.pipes.answers import names
-    from mempipe.pipes.chunking import sentence_spans
 
     known = set(words(source))
     invented = sorted({n for n in names(summary, "") if not set(words(n)) <= known})
@@ -56,8 +56,8 @@ def checked(summary: str, source: str) -> dict:
 
 def extractive(text: str, words_wanted: int) -> str:
     """The source's most central sentences, in its order, within `words_wanted` words."""
+    from mempipe.chunking import sentence_spans
     from mempipe.memory.embed import default_embedder
-    from mempipe.pipes.chunking import sentence_spans
     from mempipe.pipes.reading import is_structure
 
     sentences = [" ".join(text[a:b].split()) for a, b in sentence_spans(text)

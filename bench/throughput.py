@@ -233,7 +233,7 @@ def _hf_generate(engine: Any, prompts: list[list[int]], new: int) -> tuple[int, 
 def hf_decode(engine: Any, tokens: int) -> float | None:
     from mempipe.engine import Message
 
-    prompt = engine._prompt_ids([Message(role="user", content=STORY)])
+    prompt = engine.prompt_ids([Message(role="user", content=STORY)])
     hf_generate(engine, [prompt], 2)  # warm-up
     _, first = hf_generate(engine, [prompt], 1)
     n, total = hf_generate(engine, [prompt], tokens)
@@ -336,12 +336,12 @@ def main() -> None:
     if not args.skip_baselines:
         for count in counts:
             log(f"transformers.generate: padded batch of {count}")
-            prompts = [engine._prompt_ids(r.messages)
+            prompts = [engine.prompt_ids(r.messages)
                        for r in requests_for(engine, count, args.tokens)]
             n, seconds = hf_generate(engine, prompts, args.tokens)
             result[f"hf_batch{count}_tok_s"] = rate(n, seconds)
         log("transformers.generate: prefill")
-        prompt = engine._prompt_ids([Message(role="user", content=engine.tokenizer.decode(ids))])
+        prompt = engine.prompt_ids([Message(role="user", content=engine.tokenizer.decode(ids))])
         _, seconds = hf_generate(engine, [prompt], 1)
         result["hf_prefill_tok_s"] = rate(len(prompt), seconds)
     # llama.cpp last: once it had run, torch's decoding ran at half speed (its own thread

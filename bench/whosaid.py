@@ -101,8 +101,8 @@ def run_book(book: Path, qa: Path, limit: int | None, truncate_limit: int,
     import anyio
 
     from mempipe import Item, Memory, ask
+    from mempipe.chunking import chunk_spans
     from mempipe.engine import get_engine
-    from mempipe.pipes.chunking import chunk_spans
     from mempipe.pipes.relevance import bm25
 
     engine = get_engine()

@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
+from mempipe.item import Item
 from mempipe.memory.segment import Segmenter
 from mempipe.memory.store import Passage, Store, check_namespace
-from mempipe.pipes.item import Item
 
 __all__ = ["Memory", "Passage", "Segmenter", "Store"]
 

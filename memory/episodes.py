@@ -10,8 +10,8 @@ from __future__ import annotations
 import statistics
 from itertools import pairwise
 
+from mempipe.chunking import Span
 from mempipe.engine.base import Engine
-from mempipe.pipes.chunking import Span
 
 WINDOW = 128
 MIN_TOKENS = 8

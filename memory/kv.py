@@ -73,9 +73,9 @@ def framing_as_text(question: str, text: str) -> list[Any]:
 
 
 def engine_for_kv(engine: Any) -> Any:
-    """`engine`, if it can compute and read key/value memories (and so train and read
-    adapters: both need the local model's own forward pass)."""
-    if not hasattr(engine, "read_passages"):
+    """`engine`, if it can compute and read key/value memories, read adapters and train
+    them (all three need the model's own forward pass)."""
+    if not {"memories", "adapters", "training"} <= engine.capabilities:
         raise UsageError(f"--tier kv, --tier params and memory training need a local model; "
                          f"{engine.name} cannot hold memories or adapters")
     return engine

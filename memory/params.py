@@ -1,13 +1,14 @@
 """Tier 3: what a namespace holds, trained into a LoRA adapter, so the model answers
 questions about it with nothing recalled and nothing read (Memory³'s parameters tier).
 
-Training data comes from memory itself: questions about the namespace's passages (who
-said each quote, what the text says about the names it mentions), its most read passages'
-first, then who each speaker found is; each answered by `ask` reading the passages as text
-(tier 1, its best reader), each asked in a few forms (a fact seen in one wording is learned
-poorly). The answers are kept beside the adapter, so a retrain asks only what it has not
-asked before. The adapter names the namespace's content (when the namespace changes, it is
-reported stale) and what it was taught (what it can answer for: `knows`)."""
+Training data comes from memory itself: questions about the namespace's passages (who said
+each quote, what the text says about the names it mentions), its most read passages'
+first, then who each speaker found is; each answered by a teacher the caller hands in
+(`ask` reading the passages as text, tier 1, its best reader), each asked in a few forms
+(a fact seen in one wording is learned poorly). The answers are kept beside the adapter,
+so a retrain asks only what it has not asked before. The adapter names the namespace's
+content (when the namespace changes, it is reported stale) and what it was taught (what it
+can answer for: `knows`)."""
 
 from __future__ import annotations
 
@@ -16,24 +17,24 @@ import itertools
 import json
 import re
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import anyio
 
+from mempipe.concurrent import gather
 from mempipe.config import home
 from mempipe.engine.base import Message
-from mempipe.errors import StageError, UsageError
+from mempipe.errors import UsageError
 from mempipe.files import write_atomically
 from mempipe.memory import Memory, kv, reader
-from mempipe.memory.query import phrases
+from mempipe.memory.heat import hot
+from mempipe.memory.query import asks_for_someone, phrases
 from mempipe.memory.store import now, uncounted
-from mempipe.pipes.answers import asks_for_someone
-from mempipe.pipes.progress import staged
+from mempipe.progress import staged
 
 QUESTIONS, EPOCHS, RANK, LR = 300, 3, 16, 1e-3
-ANSWER_TOKENS = 24
 CONFIDENT = 0.8  # auto takes the adapter's answer this sure of it (bench/params.py)
 PROMPT = "Question: {question}\nAnswer in a few words."  # nothing recalled: no text
 SPEAKERS = 40  # who-is facts: the speakers most often found, each named mid-sentence
@@ -41,6 +42,8 @@ _WHO_SAID = re.compile(r'Who said "(.*)"\?')
 _ABOUT = re.compile(r"What does the text say about (.*)\?")
 _WHO_IS = re.compile(r"Who is (.*)\?")
 _CONTENT: dict[tuple[str, str, tuple], str] = {}
+# Answers one question about a namespace from its text; "" where there is nothing to teach.
+Teacher = Callable[[str], Awaitable[str]]
 
 
 def path_for(namespace: str, model: str) -> Path:
@@ -97,17 +100,15 @@ def messages(question: str) -> list[Message]:
             Message(role="user", content=PROMPT.format(question=question))]
 
 
-def train(memory: Memory, engine: Any = None, count: int = QUESTIONS, epochs: int = EPOCHS,
-          rank: int = RANK, steps: int | None = None,
+def train(memory: Memory, engine: Any, teacher: Teacher, count: int = QUESTIONS,
+          epochs: int = EPOCHS, rank: int = RANK, steps: int | None = None,
           progress: Callable[[str, int, int], None] | None = None) -> tuple[Path, list[float]]:
     """Train the namespace's adapter on `count` of its facts, those of its most read
-    passages first (memory/placement.py), then who each speaker they found is, for
-    `epochs` or at most `steps` steps, and save it; the path and each epoch's loss.
-    Answers asked before, of the same content, are kept and not asked again."""
-    from mempipe.engine import get_engine
-    from mempipe.memory.placement import hot
-
-    engine = kv.engine_for_kv(engine or get_engine())
+    passages first (memory/heat.py), then who each speaker they found is, for `epochs` or
+    at most `steps` steps, and save it; the path and each epoch's loss. `teacher` answers
+    each question; answers asked before, of the same content, are kept and not asked
+    again."""
+    engine = kv.engine_for_kv(engine)
     path = path_for(memory.namespace, engine.fingerprint)
     made_from, first = content(memory), hot(memory)
     asked = reader.questions(memory, count, first=first)
@@ -119,8 +120,7 @@ def train(memory: Memory, engine: Any = None, count: int = QUESTIONS, epochs: in
     def answer(questions: list[str]) -> None:
         if missing := [q for q in questions if q not in known]:
             with uncounted():
-                answered = anyio.run(_answers, memory.namespace, missing, engine,
-                                     staged(progress, "facts"))
+                answered = anyio.run(_answers, teacher, missing, staged(progress, "facts"))
             known.update(zip(missing, answered, strict=True))
             _keep(kept, made_from, known)
 
@@ -165,28 +165,11 @@ def as_said(name: str, texts: list[str]) -> str:
     return f"the {name}" if 2 * sum(found) > len(found) else name
 
 
-async def _answers(namespace: str, asked: list[str], engine: Any,
+async def _answers(teacher: Teacher, asked: list[str],
                    progress: Callable[[int, int], None]) -> list[str]:
-    """Each question answered by `ask` from the namespace's text, 16 at a time."""
-    from mempipe.agents.ask import Ask
-    from mempipe.pipes.run import gather
-
-    async def answer(question: str) -> str:
-        """The text's answer, or "" where `ask` abstained or found nothing that bears on
-        the question: neither is a fact to teach."""
-        agent = Ask(question=question, **{"from": namespace}, tier="text",
-                    max_tokens=ANSWER_TOKENS)
-        try:
-            said = [item async for item in agent.pipeline().stream(engine=engine)]
-        except StageError as error:
-            if isinstance(error.cause, UsageError):
-                return ""
-            raise
-        return "" if any(i.meta.get("abstained") for i in said) else \
-            " ".join(" ".join(i.text for i in said).split())
-
+    """Each question answered by `teacher`, 16 at a time."""
     done = itertools.count(1)
-    return await gather(answer, asked, 16, on_done=lambda: progress(next(done), len(asked)))
+    return await gather(teacher, asked, 16, on_done=lambda: progress(next(done), len(asked)))
 
 
 def load(memory: Memory, engine: Any) -> tuple[Any, bool]:

@@ -3,38 +3,22 @@
 write and less to read, so what is read often earns the cost of moving up).
 
 A passage's heat is its recall count (tier 1 counts every recall), halved for every
-`HALF_LIFE_DAYS` since it was last recalled. The hottest passages get key/value memories
-while they fit the namespace's byte budget; memories beyond the budget are dropped,
-coldest first (their text stays). Every recalled passage's facts go into the namespace's
-next adapter (memory/params.py); the plan trains one when a recalled passage is not yet
-in it."""
+`HALF_LIFE_DAYS` since it was last recalled (memory/heat.py). The hottest passages get
+key/value memories while they fit the namespace's byte budget; memories beyond the budget
+are dropped, coldest first (their text stays). Every recalled passage's facts go into the
+namespace's next adapter (memory/params.py); the plan trains one when a recalled passage
+is not yet in it."""
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
-from mempipe.memory import Memory, Passage, kv, params, reader
+from mempipe.memory import Memory, kv, params, reader
+from mempipe.memory.heat import hot
+from mempipe.progress import staged
 
-HALF_LIFE_DAYS = 7.0
 KV_BUDGET = 64 * 2**20  # bytes of key/value memories per namespace
-
-
-def heat(passage: Passage, now: dt.datetime | None = None) -> float:
-    """How much the passage is read: recalls, halved every HALF_LIFE_DAYS since the last."""
-    if not passage.recalls or passage.last_recall is None:
-        return 0.0
-    now = now or dt.datetime.now(dt.UTC)
-    days = (now - dt.datetime.fromisoformat(passage.last_recall)).total_seconds() / 86400
-    return passage.recalls * 0.5 ** (max(0.0, days) / HALF_LIFE_DAYS)
-
-
-def hot(memory: Memory) -> list[Passage]:
-    """The namespace's recalled passages, hottest first."""
-    now = dt.datetime.now(dt.UTC)
-    warm = [(heat(p, now), p) for p in memory.passages() if p.recalls]
-    return [p for _, p in sorted(warm, key=lambda pair: (-pair[0], pair[1].id))]
 
 
 @dataclass
@@ -96,14 +80,12 @@ def plan(memory: Memory, engine: Any, budget: int = KV_BUDGET,
     return result
 
 
-def apply(memory: Memory, engine: Any, chosen: Plan,
+def apply(memory: Memory, engine: Any, chosen: Plan, teacher: params.Teacher,
           progress: Any = None, **training: Any) -> None:
     """Carry out `chosen`: drop the demoted memories, compute the promoted ones, and train
-    the adapter when the plan says so (`training` as for params.train)."""
-    from mempipe.pipes.progress import staged
-
+    the adapter when the plan says so (`teacher` and `training` as for params.train)."""
     memory.store.drop_kv(chosen.demote)
     memory.encode_kv(engine, chosen.setting, staged(progress, "memories"),
                      only=set(chosen.promote))
     if chosen.train:
-        params.train(memory, engine, progress=progress, **training)
+        params.train(memory, engine, teacher, progress=progress, **training)

@@ -1,5 +1,5 @@
-"""Reading a recall query: its words for BM25, its quoted phrases for exact matching, and
-reciprocal rank fusion of several rankings into one."""
+"""Reading a recall query: its words for BM25, its quoted phrases for exact matching, whether
+it asks for someone, and reciprocal rank fusion of several rankings into one."""
 
 from __future__ import annotations
 
@@ -9,6 +9,10 @@ from collections.abc import Sequence
 _WORD = re.compile(r"\w+")
 _PHRASE = re.compile(r'"([^"]+)"|“([^”]+)”')
 MAX_PHRASE_WORDS = 8
+_ASKS_FOR_SOMEONE = re.compile(
+    r"\b(?:who|whom|whose)\b|\bwhich\s+(?:character|person|people|man|woman|girl|boy|one)\b"
+    r"|\bname\s+the\s+(?:character|person|speaker)\b", re.IGNORECASE)
+_QUOTED = re.compile(r'"[^"]*"|“[^”]*”')  # what is quoted is not the question's own words
 RRF_K = 60  # the constant of Cormack et al.: damps the weight of the very first ranks
 
 
@@ -58,3 +62,9 @@ def fuse(rankings: Sequence[Sequence[int]]) -> dict[int, float]:
         for rank, key in enumerate(ranking, start=1):
             scores[key] = scores.get(key, 0.0) + 1.0 / (RRF_K + rank)
     return scores
+
+
+def asks_for_someone(question: str) -> bool:
+    """Whether the question asks for a person ("who ...", "tell me who ...", "which
+    character ..."): its answer is a name."""
+    return bool(_ASKS_FOR_SOMEONE.search(_QUOTED.sub(" ", question)))

@@ -21,13 +21,13 @@ from typing import Any
 
 import anyio
 
+from mempipe.chunking import TITLES
 from mempipe.config import home
 from mempipe.errors import UsageError
 from mempipe.files import write_atomically
 from mempipe.memory import Memory, Passage, kv
-from mempipe.memory.store import uncounted
-from mempipe.pipes.answers import TITLES
-from mempipe.pipes.progress import staged
+from mempipe.memory.store import uncounted, with_neighbours
+from mempipe.progress import staged
 
 QUESTIONS, EPOCHS, RANK, LR = 300, 2, 16, 5e-4  # 12 minutes on a 2-core CPU, see bench
 TEACHER_TOKENS = 16
@@ -88,7 +88,6 @@ def train(memory: Memory, engine: Any = None, count: int = QUESTIONS, epochs: in
           ) -> tuple[Path, list[float]]:
     """Train the reader on `memory`'s passages (their memories computed first where
     missing) and save it for the engine's weights; the path and each epoch's mean loss."""
-    from mempipe.agents.ask import widened
     from mempipe.engine import get_engine
 
     engine = kv.engine_for_kv(engine or get_engine())
@@ -100,7 +99,7 @@ def train(memory: Memory, engine: Any = None, count: int = QUESTIONS, epochs: in
     with uncounted():
         for i, question in enumerate(asked):
             found = [(memory.store, p) for p in memory.recall(question, KS[i % len(KS)])]
-            plans.append((question, [p for _, group in widened(found) for p in group]))
+            plans.append((question, [p for _, group in with_neighbours(found) for p in group]))
     model = engine.fingerprint
     path = path_for(model)
     taught = path.with_suffix(".teacher.json")  # a killed training keeps its answers
@@ -141,8 +140,8 @@ def _keep_answers(path: Path, plans: list[tuple[str, list[Any]]], answers: list[
 async def _teach(engine: Any, plans: list[tuple[str, list[Any]]],
                  progress: Callable[[int, int], None]) -> list[str]:
     """The model's answer to each question from its passages read as text, 16 at a time."""
+    from mempipe.concurrent import gather
     from mempipe.engine import GenerationRequest
-    from mempipe.pipes.run import gather
 
     async def answer(plan: tuple[str, list[Any]]) -> str:
         question, passages = plan

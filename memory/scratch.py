@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import threading
 
+from mempipe.item import Item
 from mempipe.memory.segment import Segmenter
 from mempipe.memory.store import Passage, Store
-from mempipe.pipes.item import Item
 
 NAMESPACE = "scratch"
 

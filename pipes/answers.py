@@ -7,14 +7,10 @@ from __future__ import annotations
 
 import re
 
+from mempipe.chunking import TITLES
 from mempipe.memory.query import STOPWORDS, words
 
-_ASKS_FOR_SOMEONE = re.compile(
-    r"\b(?:who|whom|whose)\b|\bwhich\s+(?:character|person|people|man|woman|girl|boy|one)\b"
-    r"|\bname\s+the\s+(?:character|person|speaker)\b", re.IGNORECASE)
-TITLES = r"(?:Mr|Mrs|Ms|Miss|Dr|Lady|Lord|Sir|Madam|Colonel|Captain|King|Queen|Prince|Princess)"
 # A run of capitalised words, with a title before it ("Mr. Darcy", "Mock Turtle").
-_QUOTED = re.compile(r'"[^"]*"|“[^”]*”')  # what is quoted is not the question's own words
 _POSSESSIVE = re.compile(r"['’]s$")  # "Alice's" is Alice
 _ARTICLE = re.compile(r"^(?:The|A|An)\s+(?=[A-Z])")
 _GAP = r"(?:[ \t]+|[ \t]*\n[ \t]*)"  # a name may wrap onto the next line, not cross a paragraph
@@ -37,12 +33,6 @@ FUNCTION_WORDS = STOPWORDS | frozenset({
     "behind", "beside", "between", "beyond", "near", "like", "dear", "sure", "thing",
     "things", "way", "something", "nothing", "anything", "everything", "ll", "s", "t",
     "d", "re", "ve", "m", "answer", "text", "question"})
-
-
-def asks_for_someone(question: str) -> bool:
-    """Whether the question asks for a person ("who ...", "tell me who ...", "which
-    character ..."): its answer is a name."""
-    return bool(_ASKS_FOR_SOMEONE.search(_QUOTED.sub(" ", question)))
 
 
 MAX_OPTIONS = 3  # a small model chooses well among a few names, not among a crowd

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import shlex
 import typing
 from typing import Any
 
 from pydantic import ValidationError
 
-from mempipe.agents import registry
-from mempipe.agents.base import Agent, SourceAgent
 from mempipe.errors import PipelineSyntaxError
-from mempipe.pipes.pipeline import Pipeline
-from mempipe.pipes.syntax import RawStage, Word, tokenize
+from mempipe.pipes import registry
+from mempipe.pipes.pipeline import Agent, Pipeline, SourceAgent
+from mempipe.pipes.syntax import RawStage, Word, is_option, tokenize
 
 
 def parse(text: str) -> Pipeline:
@@ -38,7 +36,7 @@ def _build(raw: RawStage, index: int, text: str) -> list[Agent]:
     while i < len(words):
         word = words[i]
         i += 1
-        if word.quoted or not _is_option(word.text):
+        if word.quoted or not is_option(word.text):
             positional.append(word)
             continue
         key, has_value, value = word.text.lstrip("-").partition("=")
@@ -73,9 +71,8 @@ def _build(raw: RawStage, index: int, text: str) -> list[Agent]:
         if index > 0 or issubclass(cls, SourceAgent):
             raise PipelineSyntaxError(f"{where}: unexpected argument {files[0].text!r}", text,
                                       files[0].position)
-        from mempipe.agents.read import Read
-
-        before = [Read(paths=[w.text for w in files])]  # `summarize f` means `read f | summarize`
+        read = registry.get("read")
+        before = [read(paths=[w.text for w in files])]  # `summarize f` means `read f | summarize`
     missing = [n for n in names if fields[n].is_required() and n not in values]
     if missing:
         raise PipelineSyntaxError(f"{where}: missing argument <{missing[0]}>", text,
@@ -92,16 +89,6 @@ def _build(raw: RawStage, index: int, text: str) -> list[Agent]:
         raise PipelineSyntaxError(f"{where}: {message}", text, head.position) from None
 
 
-def _is_option(text: str) -> bool:
-    if not text.startswith("-") or text == "-" or text == "--":
-        return False
-    try:
-        float(text)  # a negative number is an argument
-        return False
-    except ValueError:
-        return True
-
-
 def _is_flag(annotation: Any) -> bool:
     return annotation is bool or (typing.get_origin(annotation) is typing.Union
                                   and bool in typing.get_args(annotation))
@@ -109,25 +96,3 @@ def _is_flag(annotation: Any) -> bool:
 
 def _is_list(annotation: Any) -> bool:
     return typing.get_origin(annotation) is list
-
-
-def to_dsl(pipeline: Pipeline) -> str:
-    """DSL text that parses back to `pipeline` (defaults left out)."""
-    stages = []
-    for agent in pipeline.stages:
-        words = [agent.name]
-        given = agent.model_dump(exclude_defaults=True, by_alias=True)
-        for name in agent.positional:
-            value = given.pop(name, None)
-            values = value if isinstance(value, list) else [] if value is None else [value]
-            words += [_quote(str(v)) for v in values]
-        for name, value in given.items():
-            words.append(f"--{name.replace('_', '-')}={shlex.quote(str(value))}")
-        stages.append(" ".join(words))
-    return " | ".join(stages)
-
-
-def _quote(word: str) -> str:
-    """Shell-quoted, and quoted even when plain if it would read as an option."""
-    quoted = shlex.quote(word)
-    return f"'{word}'" if quoted == word and _is_option(word) else quoted

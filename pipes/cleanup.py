@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from mempipe.pipes.chunking import sentence_spans
+from mempipe.chunking import sentence_spans
 
 LOOP_WORDS = 8  # a run of this many words seen before means the model is repeating itself
 _ENDS_SENTENCE = re.compile(r"[.!?][\"'”’)\]]*\s*$")

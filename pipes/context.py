@@ -5,20 +5,17 @@ from __future__ import annotations
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import anyio
 
+from mempipe.chunking import chunk_spans
 from mempipe.engine.base import Engine, Generation, GenerationRequest, Message
 from mempipe.errors import BudgetExceeded
+from mempipe.item import Item
 from mempipe.memory.scratch import Scratch
-from mempipe.pipes.chunking import chunk_spans
-from mempipe.pipes.item import Item
-from mempipe.pipes.progress import Progress, Task
 from mempipe.pipes.trace import Call, StageStats, Trace
-
-if TYPE_CHECKING:
-    from mempipe.agents.base import Agent
+from mempipe.progress import Progress, Task
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -30,15 +27,11 @@ class Context:
     stage's budget is enforced and its tokens are counted."""
 
     engine: Engine
-    agent: Agent
+    budget: int  # the agent's context budget: prompt and output together
     stats: StageStats
     trace: Trace
     progress: Progress
     scratch: Scratch = field(default_factory=Scratch)  # shared by every stage of a run
-
-    @property
-    def budget(self) -> int:
-        return self.agent.budget
 
     def warn(self, message: str) -> None:
         """A warning on stderr; stdout belongs to the pipe."""
@@ -123,7 +116,7 @@ class Context:
     async def map(self, fn: Callable[[T], Awaitable[R]], values: Sequence[T],
                   description: str | None = None, limit: int = 8) -> list[R]:
         """fn over values concurrently (at most `limit` at once), results in input order."""
-        from mempipe.pipes.run import gather
+        from mempipe.concurrent import gather
 
         task: Task = self.progress.task(description or self.stats.name, len(values))
         try:

@@ -9,11 +9,11 @@ import re
 
 import numpy as np
 
+from mempipe.chunking import ABBREVIATED_TITLES, sentence_spans
+from mempipe.item import Item
 from mempipe.memory.embed import Embedder
 from mempipe.memory.query import STOPWORDS, fuse, words
 from mempipe.pipes.answers import FUNCTION_WORDS
-from mempipe.pipes.chunking import sentence_spans
-from mempipe.pipes.item import Item
 from mempipe.pipes.relevance import bm25, widened
 
 _NUMBER_WORDS = ("zero one two three four five six seven eight nine ten eleven twelve "
@@ -29,7 +29,7 @@ MAX_SPANS = 64  # scored in one batch, the first in the text first
 SURE = 0.05
 _CLAUSE = re.compile(r"[^,;:.!?()\[\]\"“”‘—–_*]+")  # a chosen answer never crosses punctuation
 _TOKEN = re.compile(r"[A-Za-z0-9][\w'’\x00-]*")
-_TITLE_STOP = re.compile(r"\b(Mr|Mrs|Ms|Dr|St|Messrs|Col|Capt|Rev|Prof|Sr|Jr)\.")  # Mr. Darcy
+_TITLE_STOP = re.compile(rf"\b({ABBREVIATED_TITLES})\.")  # "Mr. Darcy" is one name
 _TIMES = frozenset({
     "clock", "morning", "evening", "night", "noon", "midnight", "afternoon", "day", "days",
     "week", "weeks", "month", "months", "year", "years", "yesterday", "today", "tomorrow",

@@ -7,9 +7,9 @@ from __future__ import annotations
 import math
 from collections import Counter
 
+from mempipe.chunking import sentence_spans
+from mempipe.item import Item
 from mempipe.memory.query import phrases, words
-from mempipe.pipes.chunking import sentence_spans
-from mempipe.pipes.item import Item
 
 K1, B = 1.2, 0.75
 PHRASE_BONUS = 100.0  # above any BM25 score: a verbatim quotation decides

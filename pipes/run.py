@@ -7,26 +7,47 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import ClassVar, Literal, Protocol, cast
 
 import anyio
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
-from mempipe.agents.base import Agent, MapAgent, ReduceAgent, SourceAgent
 from mempipe.engine.base import Engine
 from mempipe.errors import StageError
+from mempipe.item import Item
 from mempipe.memory.scratch import Scratch
 from mempipe.pipes.context import Context
-from mempipe.pipes.item import Item
-from mempipe.pipes.progress import Progress
 from mempipe.pipes.trace import StageStats, Trace
+from mempipe.progress import Progress
 
 BUFFER = 16  # items a stage may run ahead of the next one
-T = TypeVar("T")
-R = TypeVar("R")
+Kind = Literal["source", "map", "reduce"]
+KINDS: tuple[Kind, ...] = ("source", "map", "reduce")
 
 
-async def run_stages(stages: Sequence[Agent], engine: Engine,
+class Stage(Protocol):
+    """What the runner runs: an agent (pipes/pipeline.py), told apart by its kind."""
+
+    name: ClassVar[str]
+    kind: ClassVar[Kind]
+    budget: int
+
+
+class SourceStage(Stage, Protocol):
+    def produce(self, ctx: Context) -> AsyncIterator[Item]: ...
+
+
+class MapStage(Stage, Protocol):
+    concurrency: ClassVar[int]
+
+    async def map(self, item: Item, ctx: Context) -> list[Item]: ...
+
+
+class ReduceStage(Stage, Protocol):
+    def reduce(self, items: AsyncIterator[Item], ctx: Context) -> AsyncIterator[Item]: ...
+
+
+async def run_stages(stages: Sequence[Stage], engine: Engine,
                      emit: Callable[[Item], Awaitable[None]], trace: Trace,
                      progress: Progress) -> None:
     """Run `stages` (the first one a source) and hand each output item to `emit`."""
@@ -37,7 +58,7 @@ async def run_stages(stages: Sequence[Agent], engine: Engine,
             upstream: ObjectReceiveStream[Item] | None = None
             for agent, stats in zip(stages, trace.stages):
                 send, receive = anyio.create_memory_object_stream[Item](BUFFER)
-                ctx = Context(engine, agent, stats, trace, progress, scratch)
+                ctx = Context(engine, agent.budget, stats, trace, progress, scratch)
                 tg.start_soon(_stage, agent, ctx, upstream, send)
                 upstream = receive
             assert upstream is not None
@@ -66,7 +87,7 @@ def first_failure(group: BaseExceptionGroup) -> BaseException:
     return leaves[0]
 
 
-async def _stage(agent: Agent, ctx: Context, upstream: ObjectReceiveStream[Item] | None,
+async def _stage(agent: Stage, ctx: Context, upstream: ObjectReceiveStream[Item] | None,
                  send: ObjectSendStream[Item]) -> None:
     started = time.perf_counter()
     stats = ctx.stats
@@ -85,13 +106,13 @@ async def _stage(agent: Agent, ctx: Context, upstream: ObjectReceiveStream[Item]
 
     try:
         async with send:
-            if isinstance(agent, SourceAgent):
-                async for item in agent.produce(ctx):
+            if agent.kind == "source":
+                async for item in cast(SourceStage, agent).produce(ctx):
                     await out(item)
-            elif isinstance(agent, MapAgent):
-                await _map_stage(agent, ctx, inputs(), out)
-            elif isinstance(agent, ReduceAgent):
-                async for item in agent.reduce(inputs(), ctx):
+            elif agent.kind == "map":
+                await _map_stage(cast(MapStage, agent), ctx, inputs(), out)
+            elif agent.kind == "reduce":
+                async for item in cast(ReduceStage, agent).reduce(inputs(), ctx):
                     await out(item)
             else:
                 raise TypeError(f"{type(agent).__name__} is not a source, map or reduce agent")
@@ -106,7 +127,7 @@ async def _stage(agent: Agent, ctx: Context, upstream: ObjectReceiveStream[Item]
         stats.seconds = time.perf_counter() - started
 
 
-async def _map_stage(agent: MapAgent, ctx: Context, inputs: AsyncIterator[Item],
+async def _map_stage(agent: MapStage, ctx: Context, inputs: AsyncIterator[Item],
                      out: Callable[[Item], Awaitable[None]]) -> None:
     """agent.map over the stream, `agent.concurrency` items at once, output in input order."""
     window_send, window_receive = anyio.create_memory_object_stream[_Slot](agent.concurrency)
@@ -137,20 +158,3 @@ async def _map_stage(agent: MapAgent, ctx: Context, inputs: AsyncIterator[Item],
 class _Slot:
     done: anyio.Event = field(default_factory=anyio.Event)
     items: list[Item] = field(default_factory=list)
-
-
-async def gather(fn: Callable[[T], Awaitable[R]], values: Sequence[T], limit: int,
-                 on_done: Callable[[], None] = lambda: None) -> list[R]:
-    """fn over values, at most `limit` running at once; results in input order."""
-    results: list[R] = [None] * len(values)  # type: ignore[list-item]
-    limiter = anyio.CapacityLimiter(limit)
-
-    async def one(i: int, value: T) -> None:
-        async with limiter:
-            results[i] = await fn(value)
-        on_done()
-
-    async with anyio.create_task_group() as tg:
-        for i, value in enumerate(values):
-            tg.start_soon(one, i, value)
-    return results

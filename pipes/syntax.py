@@ -8,6 +8,7 @@ stops at words; `pipes.build` turns them into agents."""
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass, field
 
 from mempipe.errors import PipelineSyntaxError
@@ -89,3 +90,19 @@ def _word(text: str, start: int) -> tuple[Word, int]:
             out.append(c)
             i += 1
     return Word("".join(out), start, quoted), i
+
+
+def is_option(text: str) -> bool:
+    if not text.startswith("-") or text == "-" or text == "--":
+        return False
+    try:
+        float(text)  # a negative number is an argument
+        return False
+    except ValueError:
+        return True
+
+
+def quote(word: str) -> str:
+    """Shell-quoted, and quoted even when plain if it would read as an option."""
+    quoted = shlex.quote(word)
+    return f"'{word}'" if quoted == word and is_option(word) else quoted

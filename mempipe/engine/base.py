@@ -11,6 +11,12 @@ from mempipe.config import DEFAULT_BUDGET
 
 GLOBAL_TOKENS = 10  # Λ-shaped attention: the first tokens every query sees (LM-Infinite)
 MEMORIES = "<|mempipe:memories|>"  # where a prompt's key/value memories go (tier 2)
+# What an engine offers beyond generating and scoring, declared so that callers ask
+# (`"memories" in engine.capabilities`) instead of probing for methods:
+# - memories: computes key/value memories and reads requests' `memories` (tier 2);
+# - adapters: reads requests' LoRA `adapter` (tier 3, the memory reader);
+# - training: fits adapters (`new_adapter`, `fit_adapter`).
+Capability = Literal["memories", "adapters", "training"]
 
 
 class Message(BaseModel):
@@ -60,6 +66,7 @@ class Engine(Protocol):
     """What agents need from a model: token counts to plan within a budget, and generation."""
 
     name: str
+    capabilities: frozenset[Capability]
 
     def count_tokens(self, texts: list[str]) -> list[int]:
         """Tokens in each text, without chat framing."""

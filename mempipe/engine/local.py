@@ -14,7 +14,7 @@ import weakref
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import anyio
 
@@ -22,6 +22,7 @@ from mempipe.engine import torch_thread
 from mempipe.engine.base import (
     GLOBAL_TOKENS,
     MEMORIES,
+    Capability,
     Generation,
     GenerationRequest,
     Message,
@@ -37,6 +38,8 @@ class LocalEngine:
 
     name: str
     device: str | None = None
+    capabilities: ClassVar[frozenset[Capability]] = frozenset({"memories", "adapters",
+                                                               "training"})
     _tokenizer: Any = None
     _model: Any = None
     _batcher: Any = None
@@ -114,7 +117,7 @@ class LocalEngine:
                 chat, tokenize=False, add_generation_prompt=True) + begun
         return "\n\n".join(m["content"] for m in chat) + "\n\n" + begun  # a base model
 
-    def _prompt_ids(self, messages: list[Message]) -> list[int]:
+    def prompt_ids(self, messages: list[Message]) -> list[int]:
         return self._ids(self._prompt_text(messages))
 
     def _ids(self, text: str) -> list[int]:
@@ -129,7 +132,7 @@ class LocalEngine:
         return self._ids(head), self._ids(tail)
 
     def prompt_tokens(self, messages: list[Message]) -> int:
-        return len(self._prompt_ids(messages))
+        return len(self.prompt_ids(messages))
 
     # -- generation ------------------------------------------------------------------------
     @property
@@ -162,7 +165,7 @@ class LocalEngine:
     def _checked_ids(self, request: GenerationRequest, prefix: Any = None) -> list[int]:
         """The request's prompt tokens (after its prefix, if any), or the reason it cannot
         run. A prefix's slots count as attended, the positions it stands for as used."""
-        ids = self._prompt_ids(request.messages) if prefix is None else prefix[1]
+        ids = self.prompt_ids(request.messages) if prefix is None else prefix[1]
         slots, span = (0, 0) if prefix is None else (prefix[0].slots, prefix[0].span)
         attended = slots + (len(ids) if request.window is None
                             else min(len(ids), request.window + GLOBAL_TOKENS))
@@ -227,7 +230,7 @@ class LocalEngine:
                 head, prompt = self._split(messages)
                 prefix = lambda h=head, load=memories: self._prefix_after(h, load())  # noqa: E731
             else:
-                prompt, prefix = self._prompt_ids(messages), lambda: None
+                prompt, prefix = self.prompt_ids(messages), lambda: None
             prepared.append(Example(prefix, prompt, self._ids(answer) + end))
         stop = threading.Event()  # Ctrl-C here stops the torch thread at its next step
 
@@ -379,7 +382,7 @@ class LocalEngine:
 
         if not options:
             return []
-        prefix, prompt = (None, self._prompt_ids(messages)) if not memories else \
+        prefix, prompt = (None, self.prompt_ids(messages)) if not memories else \
             self._prefix(messages, memories)
         rows = [self._ids(o) or [0] for o in options]
         longest = max(len(r) for r in rows)

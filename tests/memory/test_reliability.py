@@ -61,6 +61,7 @@ def run(code: str, *args: str, **kwargs) -> subprocess.Popen:
                             stdout=subprocess.PIPE, text=True, **kwargs)
 
 
+@pytest.mark.slow
 def test_four_processes_remembering_at_once_lose_nothing(tmp_path: Path) -> None:
     path = tmp_path / "memory.db"
     Store(path)  # the schema exists before the race, as it would for a user

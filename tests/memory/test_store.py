@@ -70,6 +70,7 @@ def test_the_same_text_is_indexed_once_and_a_changed_file_replaces_the_old(tmp_p
     assert len(memory.passages()) == 3
 
 
+@pytest.mark.slow
 def test_export_then_import_round_trips_exactly(alice_store: Store, tmp_path) -> None:
     lines = list(alice_store.export("alice"))
     other = Store(tmp_path / "other.db")

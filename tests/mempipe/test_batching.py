@@ -19,7 +19,7 @@ def request(text: str, max_tokens: int = 12, **settings: object) -> GenerationRe
 
 
 def reference(engine: LocalEngine, text: str, max_tokens: int) -> str:
-    ids = engine._prompt_ids(request(text).messages)
+    ids = engine.prompt_ids(request(text).messages)
     with torch.inference_mode():
         out = engine.model.generate(torch.tensor([ids]), max_new_tokens=max_tokens,
                                     do_sample=False)

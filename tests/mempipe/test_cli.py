@@ -61,6 +61,7 @@ def test_agents_and_version() -> None:
     assert mempipe("--version").stdout.strip() == "mempipe, version 0.1.0"
 
 
+@pytest.mark.slow
 def test_stdin_pipeline_json_trace_and_logs(tiny_model: Path) -> None:
     text = ALICE.read_text()[:6000]
     result = mempipe("--model", str(tiny_model), "--json", "--trace", "chunk --tokens 300",
@@ -75,6 +76,7 @@ def test_stdin_pipeline_json_trace_and_logs(tiny_model: Path) -> None:
     assert [s["name"] for s in logged["stages"]] == ["read", "chunk"]
 
 
+@pytest.mark.slow
 def test_logs_keep_what_each_stage_chose(tiny_model: Path) -> None:
     result = mempipe("--model", str(tiny_model), "ask 'Who met the Hatter?' --max-tokens 4",
                      input="Alice met the Hatter at tea.")
@@ -85,6 +87,7 @@ def test_logs_keep_what_each_stage_chose(tiny_model: Path) -> None:
     assert "; answered from text" in mempipe("logs", "-n", "1").stdout
 
 
+@pytest.mark.slow
 def test_words_pipeline_file_and_model_env(tiny_model: Path, tmp_path: Path) -> None:
     script = tmp_path / "shorten.mp"
     script.write_text(f"# a pipeline file\nread {ALICE}\n| chunk --tokens 2000\n"
@@ -100,11 +103,13 @@ def test_words_pipeline_file_and_model_env(tiny_model: Path, tmp_path: Path) -> 
     assert logged["pipeline"] == "map 'Shorten this.' --max-tokens=5"
 
 
+@pytest.mark.slow
 def test_failure_while_running_names_the_stage(tiny_model: Path) -> None:
     one_line_error(mempipe("--model", str(tiny_model), "map x --budget 64",
                            input="word " * 100), 1, "stage 2 (map): ")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("after", [1, 6], ids=["while starting", "while generating"])
 def test_ctrl_c_exits_130_without_traceback(tiny_model: Path, after: float) -> None:
     """At any moment: starting up, the run imports torch and loads the model inside the
@@ -143,6 +148,7 @@ def test_output_to_a_closed_pipe_is_quiet() -> None:
     assert result.stderr == ""
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("script") is None, reason="needs script(1) for a terminal")
 def test_at_a_terminal_progress_stays_on_stderr(tiny_model: Path, tmp_path: Path) -> None:
     """With stderr a terminal the progress display runs; stdout must still get plain text."""

@@ -1,13 +1,17 @@
+
 """`mempipe memory ...` and the memory agents through the CLI, as a shell runs them: exit
 codes, one-line errors, stdout only for data."""
 
 import json
+
+import pytest
 
 from tests.conftest import mempipe
 
 NOTES = "The spare key is under the blue flowerpot. The car is parked on Elm Street."
 
 
+@pytest.mark.slow
 def test_remember_search_export_import_forget(tmp_path) -> None:
     notes = tmp_path / "notes.txt"
     notes.write_text(NOTES)

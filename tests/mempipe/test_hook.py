@@ -26,6 +26,7 @@ def model_env(tiny_model: Path, home: Path) -> dict[str, str]:
     return {"MEMPIPE_MODEL": str(tiny_model), "MEMPIPE_HOME": str(home)}
 
 
+@pytest.mark.slow
 def test_install_drafts_the_message_and_uninstall_removes_it(repo: Path, model_env) -> None:
     path = hook.install(cwd=repo)
     assert os.access(path, os.X_OK) and hook.MARK in path.read_text()
@@ -40,6 +41,7 @@ def test_install_drafts_the_message_and_uninstall_removes_it(repo: Path, model_e
         hook.uninstall(cwd=repo)
 
 
+@pytest.mark.slow
 def test_an_existing_hook_is_kept_chained_or_install_refused(repo: Path, model_env) -> None:
     existing = Path(hook.hook_path(repo))
     existing.parent.mkdir(parents=True, exist_ok=True)
@@ -79,6 +81,7 @@ def test_messages_given_by_the_user_are_left_alone(repo: Path, model_env) -> Non
     assert last_message(repo) == "Merge branch 'side'"
 
 
+@pytest.mark.slow
 def test_a_failing_model_never_blocks_the_commit(repo: Path, home: Path) -> None:
     hook.install(cwd=repo)
     (repo / "app.py").write_text("print(2)\n")

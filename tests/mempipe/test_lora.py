@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 
+import pytest
 import torch
 
 from mempipe.engine.lora import TARGETS, Adapter
@@ -147,6 +148,7 @@ print(seen[0])
 """
 
 
+@pytest.mark.slow
 def test_a_killed_training_goes_on_from_its_checkpoint_to_the_same_adapter(tiny_model,
                                                                             tmp_path) -> None:
     import subprocess

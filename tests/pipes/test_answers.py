@@ -1,4 +1,5 @@
-from mempipe.pipes.answers import asks_for_someone, names
+from mempipe.memory.query import asks_for_someone
+from mempipe.pipes.answers import names
 
 
 def test_questions_that_ask_for_someone() -> None:

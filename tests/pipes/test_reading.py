@@ -1,6 +1,6 @@
 import numpy as np
 
-from mempipe.pipes.item import Item
+from mempipe.item import Item
 from mempipe.pipes.reading import evidence, grounded, is_structure, kind_of
 
 

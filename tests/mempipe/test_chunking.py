@@ -2,7 +2,7 @@ from itertools import pairwise
 
 import pytest
 
-from mempipe.pipes.chunking import chunk_spans, sentence_spans
+from mempipe.chunking import chunk_spans, sentence_spans
 from mempipe.pipes.cleanup import cut_loop, trim_words
 
 

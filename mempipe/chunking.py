@@ -15,9 +15,12 @@ Span = tuple[int, int]
 # blank line.
 _SENTENCE_END = re.compile(r"""(?<=[.!?])["'”’)\]]*\s+(?![a-z])|\n\s*\n\s*""")
 _WORD = re.compile(r"\S+\s*|\s+")
-# A full stop after a title or a common abbreviation does not end the sentence.
-_ABBREVIATION = re.compile(r"\b(?:Mr|Mrs|Ms|Dr|St|Sr|Jr|Prof|Rev|Col|Gen|Capt|Lt|Mt|vs|etc|e\.g"
-                           r"|i\.e)\.$")
+# Titles before a name. The abbreviated ones end in a full stop that does not end the
+# sentence ("Mr. Darcy"), as a few other abbreviations' do.
+ABBREVIATED_TITLES = r"(?:Mr|Mrs|Ms|Dr|St|Messrs|Sr|Jr|Prof|Rev|Col|Gen|Capt|Lt)"
+TITLES = (r"(?:Mr|Mrs|Ms|Dr|St|Messrs|Sr|Jr|Prof|Rev|Col|Gen|Capt|Lt|Miss|Lady|Lord|Sir"
+          r"|Madam|Colonel|Captain|General|King|Queen|Prince|Princess)")
+_ABBREVIATION = re.compile(rf"\b(?:{ABBREVIATED_TITLES}|Mt|vs|etc|e\.g|i\.e)\.$")
 
 
 def sentence_spans(text: str) -> list[Span]:
