@@ -97,8 +97,9 @@ def run_book(book: Path, qa: Path, ks: list[int], settings: list[str], limit: in
     import anyio
 
     from mempipe import Item, Memory
-    from mempipe.agents.ask import joined, names_for
+    from mempipe.agents.asking.question import joined, names_for
     from mempipe.engine import GenerationRequest, get_engine
+    from mempipe.engine.base import best
     from mempipe.memory import kv
     from mempipe.memory.store import with_neighbours
 
@@ -163,7 +164,7 @@ def run_book(book: Path, qa: Path, ks: list[int], settings: list[str], limit: in
                 ttft.append(seconds)
                 scores = (engine.score(framing, options, memories, reading) if options
                           else [])
-                pick = options[max(range(len(options)), key=lambda j: scores[j])] if options else ""
+                pick, _ = best(options, scores)
                 chosen.append(correct(pick, gold))
         passage_tokens = sum(tokens.values())
         stored = (sum(len(b) for b in blobs.values()) if setting is not None else 0

@@ -50,7 +50,7 @@ THRESHOLDS = [0.0, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.01]
 
 
 def judged(answer: str, gold: str | list[str]) -> bool:
-    """A who-said answer is right when it names the speaker (DESIGN.md's rule); a who-is
+    """A who-said answer is right when it names the speaker (`whosaid.correct`); a who-is
     answer when it holds any of the words listed."""
     if isinstance(gold, str):
         return correct(answer, gold)
@@ -80,12 +80,13 @@ def cloze(book: Path, count: int = CLOZE, seed: int = 0) -> list[tuple[str, list
 def general(engine, items: list[tuple[str, list[str]]], adapter=None) -> float:
     """The share of cloze items where the model likes the true next sentence best."""
     from mempipe.engine import Message
+    from mempipe.engine.base import best
 
     right = 0
     for context, options in items:
         messages = [Message(role="user", content=f"Continue the text.\n\n{context}")]
         scores = engine.score(messages, options, adapter=adapter)
-        right += max(range(len(options)), key=lambda i: scores[i]) == 0
+        right += best(options, scores)[0] == options[0]
     return round(right / len(items), 3)
 
 

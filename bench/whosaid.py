@@ -33,7 +33,7 @@ TITLE = re.compile(r"^(Mr|Mrs|Ms|Miss|Dr|Lady|Lord|Sir|Colonel|Captain)\.?\s")
 
 
 def correct(answer: str, gold: str) -> bool:
-    """DESIGN.md: the answer contains the speaker, title + surname where the gold has a
+    """Right when the answer contains the speaker: title + surname where the gold has a
     title, else the last word of the name."""
     wanted = gold if TITLE.match(gold) else gold.split()[-1]
     return " ".join(wanted.lower().split()) in " ".join(answer.lower().split())

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import json
 import re
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -27,8 +26,7 @@ from mempipe.concurrent import gather
 from mempipe.config import home
 from mempipe.engine.base import Message
 from mempipe.errors import UsageError
-from mempipe.files import write_atomically
-from mempipe.memory import Memory, kv, reader
+from mempipe.memory import Memory, kv, reader, taught
 from mempipe.memory.heat import hot
 from mempipe.memory.query import asks_for_someone, phrases
 from mempipe.memory.store import now, uncounted
@@ -115,14 +113,14 @@ def train(memory: Memory, engine: Any, teacher: Teacher, count: int = QUESTIONS,
     if not asked:
         raise UsageError(f"{memory.namespace} holds no passages to learn facts from")
     kept = path.with_suffix(".facts.jsonl")
-    known = _kept(kept, made_from)
+    known = taught.kept(kept, made_from)
 
     def answer(questions: list[str]) -> None:
         if missing := [q for q in questions if q not in known]:
             with uncounted():
                 answered = anyio.run(_answers, teacher, missing, staged(progress, "facts"))
             known.update(zip(missing, answered, strict=True))
-            _keep(kept, made_from, known)
+            taught.keep(kept, made_from, known)
 
     answer(asked)
     who = [f"Who is {name}?" for name in speakers(memory, asked, known)]
@@ -206,19 +204,3 @@ def describe(memory: Memory) -> dict[str, Any]:
             "adapter_facts": int(latest.get("facts", 0)),
             "adapter_trained": latest.get("trained"),
             "adapter_stale": bool(latest) and latest.get("content") != content(memory)}
-
-
-def _kept(path: Path, made_from: str) -> dict[str, str]:
-    """The answers an earlier run got for questions about the same content."""
-    try:
-        lines = path.read_text().splitlines()
-        if json.loads(lines[0]) != {"content": made_from}:
-            return {}
-        return {row["question"]: row["answer"] for row in map(json.loads, lines[1:])}
-    except (OSError, ValueError, IndexError, KeyError, TypeError):
-        return {}
-
-
-def _keep(path: Path, made_from: str, known: dict[str, str]) -> None:
-    rows = [{"content": made_from}] + [{"question": q, "answer": a} for q, a in known.items()]
-    write_atomically(path, lambda to: to.write_text("".join(json.dumps(r) + "\n" for r in rows)))

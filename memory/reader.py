@@ -11,6 +11,7 @@ serves every namespace, and `ask --tier kv` reads with it when it exists."""
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import random
@@ -24,8 +25,7 @@ import anyio
 from mempipe.chunking import TITLES
 from mempipe.config import home
 from mempipe.errors import UsageError
-from mempipe.files import write_atomically
-from mempipe.memory import Memory, Passage, kv
+from mempipe.memory import Memory, Passage, kv, taught
 from mempipe.memory.store import uncounted, with_neighbours
 from mempipe.progress import staged
 
@@ -102,11 +102,15 @@ def train(memory: Memory, engine: Any = None, count: int = QUESTIONS, epochs: in
             plans.append((question, [p for _, group in with_neighbours(found) for p in group]))
     model = engine.fingerprint
     path = path_for(model)
-    taught = path.with_suffix(".teacher.json")  # a killed training keeps its answers
-    answers = _answers_kept(taught, plans)
-    if answers is None:
-        answers = anyio.run(_teach, engine, plans, staged(progress, "teacher"))
-        _keep_answers(taught, plans, answers)
+    made_from = hashlib.sha256(json.dumps([[q, [p.id for p in passages]] for q, passages
+                                           in plans]).encode()).hexdigest()[:16]
+    kept = path.with_suffix(".teacher.jsonl")  # a killed training keeps its answers
+    known = taught.kept(kept, made_from)
+    if missing := [plan for plan in plans if plan[0] not in known]:
+        answered = anyio.run(_teach, engine, missing, staged(progress, "teacher"))
+        known.update(zip([question for question, _ in missing], answered, strict=True))
+        taught.keep(kept, made_from, known)
+    answers = [known[question] for question, _ in plans]
     blobs, _ = memory.store.kv(list({p.id for _, passages in plans for p in passages}))
     examples = [(kv.framing(question), _loader([blobs[p.id] for p in passages], model),
                  answer) for (question, passages), answer in zip(plans, answers)
@@ -117,24 +121,8 @@ def train(memory: Memory, engine: Any = None, count: int = QUESTIONS, epochs: in
                                 progress=staged(progress, "training"),
                                 checkpoint=path.with_suffix(".checkpoint"))
     adapter.save(path)
-    taught.unlink(missing_ok=True)
+    kept.unlink(missing_ok=True)
     return path, losses
-
-
-def _answers_kept(path: Path, plans: list[tuple[str, list[Any]]]) -> list[str] | None:
-    """The teacher's answers kept by an earlier run of this training, if any."""
-    try:
-        kept = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    same = kept.get("plans") == [[q, [p.id for p in passages]] for q, passages in plans]
-    return kept["answers"] if same else None
-
-
-def _keep_answers(path: Path, plans: list[tuple[str, list[Any]]], answers: list[str]) -> None:
-    kept = {"plans": [[q, [p.id for p in passages]] for q, passages in plans],
-            "answers": answers}
-    write_atomically(path, lambda to: to.write_text(json.dumps(kept)))
 
 
 async def _teach(engine: Any, plans: list[tuple[str, list[Any]]],

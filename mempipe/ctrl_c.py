@@ -36,9 +36,9 @@ def take_over() -> None:
 def _raise_dropped_interrupts(default: Any) -> Any:
     """Python ignores an exception raised in a finalizer (a `__del__`, a weakref callback)
     and prints it as "Exception ignored". A Ctrl-C that lands in one while the garbage
-    collector runs was lost so, and the run went on to its end (seen: a 2,000-token
-    generation still going a minute later). Such a Ctrl-C is sent again a moment later,
-    once this hook has returned (raised inside it, it would be dropped for good)."""
+    collector runs would be lost so, and the run would go on to its end (a 2,000-token
+    generation for another minute). Such a Ctrl-C is sent again a moment later, once this
+    hook has returned (raised inside it, it would be dropped for good)."""
 
     def hook(unraisable: Any) -> None:
         if not issubclass(unraisable.exc_type, KeyboardInterrupt):

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import anyio
 
 from mempipe.chunking import chunk_spans
-from mempipe.engine.base import Engine, Generation, GenerationRequest, Message
+from mempipe.engine.base import Engine, Generation, GenerationRequest, Message, best
 from mempipe.errors import BudgetExceeded
 from mempipe.item import Item
 from mempipe.memory.scratch import Scratch
@@ -92,10 +92,10 @@ class Context:
         return result
 
     async def choose(self, prompt: str, options: list[str], *, system: str | None = None,
-                     memories: Sequence[Any] = (), adapter: Any = None) -> list[float]:
-        """How strongly the model would reply each option to `prompt` (mean log-probability
-        of its tokens), within this agent's budget; `memories` and `adapter` as for
-        `generate`."""
+                     memories: Sequence[Any] = (), adapter: Any = None) -> tuple[str, float]:
+        """The option the model would most likely reply to `prompt`, and its mean token
+        log-probability ("" and -inf with no options), within this agent's budget;
+        `memories` and `adapter` as for `generate`."""
         messages = _messages(prompt, system)
         longest = max(self.count_tokens(options), default=0)
         held = sum(int(m.keys[0].shape[1]) for m in memories)  # the cache slots they take
@@ -107,11 +107,11 @@ class Context:
                                                 list(memories), adapter)
         self.stats.calls += 1
         self.stats.tokens_in += needed
-        best = options[max(range(len(options)), key=lambda i: scores[i])] if options else ""
+        chosen, score = best(options, scores)
         self.trace.calls.append(Call(stage=self.stats.index, agent=self.stats.name,
-                                     prompt=prompt, output=f"chose {best!r} of {options}",
+                                     prompt=prompt, output=f"chose {chosen!r} of {options}",
                                      tokens_in=needed, tokens_out=0, seconds=0.0))
-        return scores
+        return chosen, score
 
     async def map(self, fn: Callable[[T], Awaitable[R]], values: Sequence[T],
                   description: str | None = None, limit: int = 8) -> list[R]:

@@ -1,7 +1,7 @@
 """Reading a question against text without a model: what it asks for, which sentences
 are evidence for it (never the book's headings), and whether a written answer says only
 what that evidence says. A small model answers well when its context holds the evidence
-and little else (DESIGN.md, Why small agents)."""
+and little else (docs/benchmarks.md: the gold evidence against recalled passages)."""
 
 from __future__ import annotations
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import math
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, Field
@@ -95,3 +96,12 @@ class Engine(Protocol):
         """(start, end, -log p) for each token of `text`: character offsets of the token
         and how surprised the model was by it, read in overlapping windows."""
         ...
+
+
+def best(options: Sequence[str], scores: Sequence[float]) -> tuple[str, float]:
+    """The option `Engine.score` gave the highest score, and that score ("" and -inf
+    where there is no option)."""
+    if not options:
+        return "", -math.inf
+    chosen = max(range(len(options)), key=scores.__getitem__)
+    return options[chosen], scores[chosen]

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from mempipe import Memory, ask, read, remember
-from mempipe.agents.ask import Ask
+from mempipe.agents.asking.question import Question
 from mempipe.engine import GenerationRequest
 from mempipe.engine.base import Message
 from mempipe.errors import StageError, UsageError
@@ -206,8 +206,8 @@ def test_a_reply_begun_is_continued(engine) -> None:
 def test_ask_reretrieve_recalls_again_as_it_writes(book, engine, monkeypatch) -> None:
     (read(str(book)) | remember("books", tier="kv")).run(engine=engine)
     queries = []
-    recall = Ask._recall
-    monkeypatch.setattr(Ask, "_recall", lambda self, ctx, query=None: (
+    recall = Question.recall
+    monkeypatch.setattr(Question, "recall", lambda self, ctx, query=None: (
         queries.append(query), recall(self, ctx, query))[1])
     trace = Trace()
     [answer] = ask("What did the Queen do?", from_="books", tier="kv", reretrieve=4,

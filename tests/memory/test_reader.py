@@ -88,9 +88,9 @@ def test_an_interrupted_training_keeps_the_teachers_answers(books, engine) -> No
     with pytest.raises(KeyboardInterrupt):
         reader.train(books, engine, count=3, epochs=1, rank=2, progress=stop_in_training)
     path = reader.path_for(engine.fingerprint)
-    assert not path.exists() and path.with_suffix(".teacher.json").is_file()
+    assert not path.exists() and path.with_suffix(".teacher.jsonl").is_file()
     stages = set()
     reader.train(books, engine, count=3, epochs=1, rank=2,
                  progress=lambda stage, done, total: stages.add(stage))
     assert "teacher" not in stages and "training" in stages  # the answers were kept
-    assert path.is_file() and not path.with_suffix(".teacher.json").exists()
+    assert path.is_file() and not path.with_suffix(".teacher.jsonl").exists()

@@ -1,0 +1,76 @@
+"""Tier 1: the recalled passages read as text. A question that quotes is answered from
+the one sentence holding the quotation; any other from the few sentences that bear most on
+it. Where the answer is a person, the model chooses among the names its evidence holds;
+otherwise it writes, and what it writes must be what the evidence says."""
+
+from __future__ import annotations
+
+import math
+
+import anyio
+
+from mempipe.agents.asking.question import SYSTEM, Question, best_of, best_windows
+from mempipe.errors import UsageError
+from mempipe.item import Item
+from mempipe.memory.embed import default_embedder
+from mempipe.memory.query import asks_for_someone
+from mempipe.pipes import reading
+from mempipe.pipes.answers import MAX_OPTIONS, names
+from mempipe.pipes.cleanup import cut_loop
+from mempipe.pipes.context import Context
+
+ABSTAINED = "The text does not say."
+EVIDENCE_SENTENCES = 3  # a general question reads the few sentences that bear most on it
+
+
+async def who_said(question: Question, contexts: list[Item], ctx: Context) -> Item:
+    """A question that quotes: its evidence is the one sentence holding the quotation,
+    and for a question that asks for someone, the model chooses among its names."""
+    ctx.note("answered from text")
+    evidence = question.fit(best_windows(question.text, contexts)[:1], ctx)
+    options = []
+    if asks_for_someone(question.text):
+        options = names(" ".join(w.text for w in evidence), question.text)[:MAX_OPTIONS]
+    if options:
+        answer, _ = await best_of(ctx, question.prompt(evidence), options)
+    else:
+        answer = cut_loop(await ctx.generate(question.prompt(evidence), system=SYSTEM,
+                                             max_tokens=question.max_tokens))
+    return question.answer(answer, evidence)
+
+
+async def read(question: Question, texts: list[Item], ctx: Context) -> Item:
+    """Any other question: the sentences that bear most on it are its evidence (never
+    a heading). For a question that asks for someone the model chooses among the
+    names they hold; otherwise it writes, loops cut. Where what it wrote only echoes
+    the question or says what the evidence does not, it chooses among the best
+    sentence's short spans instead, and where it is unsure even of those, abstains."""
+    found = await anyio.to_thread.run_sync(reading.evidence, question.text, texts,
+                                           default_embedder(), EVIDENCE_SENTENCES)
+    if not found:
+        raise UsageError(f"nothing in {question.from_ or 'the input'} bears on the question")
+    ctx.note("answered from text")
+    evidence = question.fit(found, ctx)
+    shown = " ".join(w.text for w in evidence)
+    options = []
+    if reading.kind_of(question.text) == "person":
+        options = names(shown, question.text)[:MAX_OPTIONS]
+    if options:
+        chosen, _ = await best_of(ctx, question.prompt(evidence), options)
+        return question.answer(chosen, evidence, options=len(options))
+    written = cut_loop(await ctx.generate(question.prompt(evidence), system=SYSTEM,
+                                          max_tokens=question.max_tokens))
+    if reading.grounded(written, shown, question.text):
+        return question.answer(written, evidence)
+    # What it wrote is not what the evidence says: it chooses among the best
+    # sentence's own short spans instead, if it is sure enough of one.
+    best = evidence[:1]
+    options = reading.spans(best[0].text, question.text)[:reading.MAX_SPANS]
+    chosen, score = await best_of(ctx, question.prompt(best), options) if options \
+        else ("", -math.inf)
+    sureness = math.exp(score)
+    if sureness < reading.SURE:
+        ctx.note(f"{written!r} is not what the evidence says, so abstained")
+        return question.answer(ABSTAINED, evidence, abstained=True, written=written)
+    ctx.note(f"chose {chosen!r} ({sureness:.2f}): {written!r} is not what the evidence says")
+    return question.answer(chosen, best, options=len(options), confidence=round(sureness, 3))
