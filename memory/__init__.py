@@ -9,7 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
+from mempipe.engine import get_engine
 from mempipe.item import Item
+from mempipe.memory import kv
 from mempipe.memory.segment import Segmenter
 from mempipe.memory.store import Passage, Store, check_namespace
 
@@ -47,9 +49,6 @@ class Memory:
         every passage (or those with ids in `only`) that has none from this model in
         this setting (default `kv.DEFAULT`). Each batch is stored in one transaction.
         Returns the memories stored."""
-        from mempipe.engine import get_engine
-        from mempipe.memory import kv
-
         engine = kv.engine_for_kv(engine or get_engine())
         chosen = kv.Compression.parse(setting) if setting else kv.DEFAULT
         model = engine.fingerprint

@@ -11,13 +11,15 @@ that names the weights it was computed with; a blob from other weights is never 
 
 from __future__ import annotations
 
+import json
 import math
 import re
+import struct
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from mempipe.engine.base import MEMORIES
+from mempipe.engine.base import MEMORIES, Message
 from mempipe.errors import UsageError
 
 SYSTEM = "You answer questions about a text briefly, using only the text."
@@ -59,8 +61,6 @@ def prompt(question: str, after: str = "") -> str:
 
 def framing(question: str = "", after: str = "") -> list[Any]:
     """The messages memories are computed in and read in."""
-    from mempipe.engine.base import Message
-
     return [Message(role="system", content=SYSTEM),
             Message(role="user", content=prompt(question, after))]
 
@@ -105,7 +105,7 @@ def load(blob: bytes, model: str) -> Any:
     """The `KVMemory` in `blob`, which must come from the weights named `model`."""
     from safetensors.torch import load as load_tensors
 
-    from mempipe.engine.memories import KVMemory
+    from mempipe.engine.memories import KVMemory  # torch: loaded when a memory is first read
 
     meta = metadata(blob)
     if meta.get("model") != model:
@@ -120,9 +120,6 @@ def load(blob: bytes, model: str) -> Any:
 
 def metadata(blob: bytes) -> dict[str, str]:
     """A blob's header: format, model, tokens, setting."""
-    import json
-    import struct
-
     if len(blob) < 8:
         raise ValueError("not a memory blob")
     size = struct.unpack("<Q", blob[:8])[0]

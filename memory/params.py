@@ -173,7 +173,7 @@ async def _answers(teacher: Teacher, asked: list[str],
 def load(memory: Memory, engine: Any) -> tuple[Any, bool]:
     """The namespace's adapter for the engine's weights (None when never trained), and
     whether the namespace has changed since it was trained."""
-    from mempipe.engine.lora import Adapter
+    from mempipe.engine.lora import Adapter  # torch: loaded when an adapter is first read
 
     path = path_for(memory.namespace, engine.fingerprint)
     if not path.is_file():

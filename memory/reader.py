@@ -23,7 +23,9 @@ from typing import Any
 import anyio
 
 from mempipe.chunking import TITLES
+from mempipe.concurrent import gather
 from mempipe.config import home
+from mempipe.engine import GenerationRequest, get_engine
 from mempipe.errors import UsageError
 from mempipe.memory import Memory, Passage, kv, taught
 from mempipe.memory.store import uncounted, with_neighbours
@@ -43,7 +45,7 @@ def path_for(model: str) -> Path:
 
 def load(engine: Any) -> Any:
     """The reader trained for the engine's weights, or None when there is none."""
-    from mempipe.engine.lora import Adapter
+    from mempipe.engine.lora import Adapter  # torch: loaded when an adapter is first read
 
     path = path_for(engine.fingerprint)
     return Adapter.cached(path) if path.is_file() else None
@@ -88,8 +90,6 @@ def train(memory: Memory, engine: Any = None, count: int = QUESTIONS, epochs: in
           ) -> tuple[Path, list[float]]:
     """Train the reader on `memory`'s passages (their memories computed first where
     missing) and save it for the engine's weights; the path and each epoch's mean loss."""
-    from mempipe.engine import get_engine
-
     engine = kv.engine_for_kv(engine or get_engine())
     asked = questions(memory, count)
     if not asked:
@@ -128,9 +128,6 @@ def train(memory: Memory, engine: Any = None, count: int = QUESTIONS, epochs: in
 async def _teach(engine: Any, plans: list[tuple[str, list[Any]]],
                  progress: Callable[[int, int], None]) -> list[str]:
     """The model's answer to each question from its passages read as text, 16 at a time."""
-    from mempipe.concurrent import gather
-    from mempipe.engine import GenerationRequest
-
     async def answer(plan: tuple[str, list[Any]]) -> str:
         question, passages = plan
         messages = kv.framing_as_text(question, "".join(p.text for p in passages))

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from mempipe.chunking import Counter, Span, chunk_spans
 from mempipe.engine.base import Engine
+from mempipe.memory.episodes import event_spans
 
 PASSAGE_TOKENS = 96  # embedder word pieces: small passages retrieve precisely
 
@@ -23,6 +24,4 @@ class Segmenter:
     def spans(self, text: str, count: Counter) -> list[Span]:
         if self.engine is None:
             return chunk_spans(text, self.tokens, count)
-        from mempipe.memory.episodes import event_spans
-
         return event_spans(text, self.engine, self.gamma, max_tokens=self.tokens)

@@ -24,6 +24,7 @@ from mempipe.errors import UsageError
 from mempipe.item import Item
 from mempipe.memory import query as q
 from mempipe.memory.embed import Embedder, default_embedder
+from mempipe.memory.kv import metadata
 
 Span = tuple[int, int]
 CANDIDATES = 50  # how deep each ranking goes before fusion
@@ -202,8 +203,6 @@ class Store:
     def add_kv(self, blobs: dict[int, bytes]) -> int:
         """Store each passage's memory blob (replacing an older one), all in one
         transaction; passages deleted meanwhile are skipped. Returns the blobs stored."""
-        from mempipe.memory.kv import metadata
-
         rows = []
         for passage, blob in blobs.items():
             meta = metadata(blob)

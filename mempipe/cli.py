@@ -5,7 +5,9 @@
     mempipe agents | models | logs | memory ...
 
 All errors end here, as one line on stderr and an exit code: 2 for bad input, 1 for a
-failure while running, 130 for Ctrl-C."""
+failure while running, 130 for Ctrl-C. Each command imports what it needs when it runs, so
+the command takes Ctrl-C and answers `--help` before pydantic, numpy, SQLite or torch
+load."""
 
 from __future__ import annotations
 

@@ -1,5 +1,7 @@
 """`mempipe memory ...`: look into the memory store and move namespaces in and out.
-Each command is one call on `mempipe.memory.Store`."""
+Each command is one call on `mempipe.memory.Store`. Each imports what it needs when it
+runs (as cli.py's commands do): the command starts at once and loads numpy, SQLite and
+torch only where it uses them."""
 
 from __future__ import annotations
 

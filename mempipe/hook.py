@@ -78,7 +78,7 @@ def run(message_file: str, source: str | None = None, timeout: float | None = No
     diff = staged_diff()
     if not diff.strip():
         return "nothing staged"
-    from mempipe.agents.commit_msg import CommitMsg
+    from mempipe.agents.commit_msg import CommitMsg  # the agents and their model: only now
 
     async def draft() -> str:
         with anyio.fail_after(timeout):

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 import anyio
 
 from mempipe.chunking import chunk_spans
+from mempipe.concurrent import gather
 from mempipe.engine.base import Engine, Generation, GenerationRequest, Message, best
 from mempipe.errors import BudgetExceeded
 from mempipe.item import Item
@@ -116,8 +117,6 @@ class Context:
     async def map(self, fn: Callable[[T], Awaitable[R]], values: Sequence[T],
                   description: str | None = None, limit: int = 8) -> list[R]:
         """fn over values concurrently (at most `limit` at once), results in input order."""
-        from mempipe.concurrent import gather
-
         task: Task = self.progress.task(description or self.stats.name, len(values))
         try:
             return await gather(fn, values, limit, on_done=task.advance)

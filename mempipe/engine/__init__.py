@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from mempipe.config import model_name
 from mempipe.engine.base import Engine, Generation, GenerationRequest, Message
+from mempipe.engine.local import LocalEngine
 
 __all__ = ["Engine", "Generation", "GenerationRequest", "Message", "get_engine"]
 
@@ -14,9 +16,6 @@ def get_engine(model: str | None = None) -> Engine:
 
     Created on first use and loaded lazily, so that concurrent agents share one model and
     their requests batch together."""
-    from mempipe.config import model_name
-    from mempipe.engine.local import LocalEngine
-
     name = model_name(model)
     if name not in _engines:
         _engines[name] = LocalEngine(name)

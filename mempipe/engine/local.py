@@ -27,7 +27,13 @@ from mempipe.engine.base import (
     GenerationRequest,
     Message,
 )
+from mempipe.engine.models import resolve
 from mempipe.errors import BudgetExceeded, ModelError
+
+# torch, transformers and the modules built on them (batcher, llama, lora, training,
+# memories, lambda_attention) are imported where first used: a process that never runs
+# the model (`mempipe agents`, `memory list`, the CLI before its first request) never
+# loads them.
 
 DTYPES = ("float32", "bfloat16", "float16")
 
@@ -55,8 +61,6 @@ class LocalEngine:
             if self._tokenizer is None:
                 from transformers import AutoTokenizer
 
-                from mempipe.engine.models import resolve
-
                 path = resolve(self.name)
                 try:
                     tokenizer = AutoTokenizer.from_pretrained(path)
@@ -81,8 +85,6 @@ class LocalEngine:
                 import torch
                 from transformers import AutoModelForCausalLM
                 from transformers.utils import logging as hf_logging
-
-                from mempipe.engine.models import resolve
 
                 hf_logging.disable_progress_bar()
                 device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")

@@ -13,6 +13,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from mempipe.files import write_atomically
+
 TARGETS = ("qkv", "out", "gate_up", "down")  # the runner's Block fields it adapts
 # Up to this many tokens (decoding) an addition is computed in float32: a CPU's bf16
 # kernels spend more on setting up such small products (rank 16) than on the arithmetic,
@@ -77,8 +79,6 @@ class Adapter:
     def save(self, path: Path) -> None:
         """Written whole to a temporary file, then renamed: a crash leaves the old one."""
         from safetensors.torch import save_file
-
-        from mempipe.files import write_atomically
 
         tensors = {f"a.{k}": v.detach().to(torch.bfloat16).contiguous()
                    for k, v in self.a.items()}
