@@ -102,6 +102,7 @@ def run_book(book: Path, qa: Path, limit: int | None, questions: int, epochs: in
     import anyio
 
     from mempipe import Item, Memory, ask
+    from mempipe.agents.ask import teacher
     from mempipe.engine import GenerationRequest, get_engine
     from mempipe.memory import params, placement
     from mempipe.memory.store import uncounted
@@ -173,7 +174,8 @@ def run_book(book: Path, qa: Path, limit: int | None, questions: int, epochs: in
         plan.train = []  # measure the adapter kept in --home as it is
     log(f"{book.name}: " + " | ".join(plan.lines()))
     _, train_s = timed(lambda: plan.train and placement.apply(
-        memory, engine, plan, count=questions, epochs=epochs, steps=steps,
+        memory, engine, plan, teacher(namespace, engine), count=questions, epochs=epochs,
+        steps=steps,
         progress=lambda stage, done, total: log(f"{stage} {done}/{total}")
         if done == total or done % 100 == 0 else None))
     adapter, _ = params.load(memory, engine)
