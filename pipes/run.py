@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar, Literal, Protocol, cast
+from typing import ClassVar, Literal, Protocol, cast, get_args
 
 import anyio
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
@@ -22,7 +22,7 @@ from mempipe.progress import Progress
 
 BUFFER = 16  # items a stage may run ahead of the next one
 Kind = Literal["source", "map", "reduce"]
-KINDS: tuple[Kind, ...] = ("source", "map", "reduce")
+KINDS: tuple[Kind, ...] = get_args(Kind)
 
 
 class Stage(Protocol):
