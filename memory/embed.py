@@ -7,16 +7,21 @@ import threading
 from functools import cache
 from importlib.util import find_spec
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from mempipe.config import is_url, model_name
 from mempipe.engine import torch_thread
 from mempipe.engine.models import INSTALL_HINT
+from mempipe.engine.server import Server, ServerGone, api_key, raise_for, split_url
 from mempipe.errors import ModelError
 
+NAME = "all-MiniLM-L6-v2"  # as servers list it (`mempipe serve`'s /v1/models)
 DIMENSIONS = 384
 MAX_TOKENS = 256  # the model's trained window; longer passages are embedded by their start
 BATCH = 32
+REMOTE_BATCH = 512  # texts per request to a server
 
 
 class Embedder:
@@ -82,7 +87,47 @@ def _bundled_path() -> Path:
     return get_model_path()
 
 
+class RemoteEmbedder(Embedder):
+    """The same embedder, run by a server (`mempipe serve`'s /v1/embeddings), so that a
+    client process never loads torch."""
+
+    def __init__(self, server: Server):
+        super().__init__()
+        self.server = server
+
+    def _ask(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        response = self.server.post(path, {"model": NAME, **body})
+        raise_for(response, self.server)
+        return response.json()
+
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        return [int(n) for n in self._ask("/tokenize", {"prompt": texts})["counts"]] \
+            if texts else []
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, DIMENSIONS), dtype=np.float32)
+        rows = []
+        for start in range(0, len(texts), REMOTE_BATCH):
+            data = self._ask("/v1/embeddings", {"input": texts[start:start + REMOTE_BATCH]})
+            rows += [d["embedding"] for d in sorted(data["data"], key=lambda d: d["index"])]
+        return np.asarray(rows, dtype=np.float32)
+
+
 @cache
 def default_embedder() -> Embedder:
-    """The one embedder a process shares (the model is loaded once, on first use)."""
+    """The one embedder a process shares (the model is loaded once, on first use): the
+    server's where the model is served and the server runs this embedder too, so a client
+    of `mempipe serve` never loads torch; else this process's own."""
+    model = model_name()
+    if is_url(model):
+        url, _ = split_url(model.split(",")[0])
+        server = Server(url, api_key())
+        try:
+            response = server.get("/v1/models")
+        except ServerGone as gone:
+            raise ModelError(f"cannot reach {url}: {gone}") from None
+        if response.status_code == 200 and any(
+                m.get("id") == NAME for m in response.json().get("data", [])):
+            return RemoteEmbedder(server)
     return Embedder()

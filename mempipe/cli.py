@@ -2,7 +2,7 @@
 
     mempipe "summarize book.txt | ask 'who said X'"
     cat x | mempipe "chunk --tokens 800 | summarize"
-    mempipe agents | models | logs | memory ...
+    mempipe agents | models | logs | memory | serve ...
 
 All errors end here, as one line on stderr and an exit code: 2 for bad input, 1 for a
 failure while running, 130 for Ctrl-C. Each command imports what it needs when it runs, so
@@ -38,8 +38,9 @@ def cli() -> None:
 @cli.command(context_settings={"ignore_unknown_options": True})
 @click.argument("words", nargs=-1, type=click.UNPROCESSED)
 @click.option("-f", "--file", "script", type=click.File("r"), help="Run the pipeline in FILE.")
-@click.option("--model", help="Model directory or hub id (default: MEMPIPE_MODEL, else the "
-              "bundled SmolLM2-135M-Instruct).")
+@click.option("--model", help="Model directory or hub id, or a server's URL "
+              "(http://HOST:PORT/v1[#NAME]; several, comma-separated, are replicas); default: "
+              "MEMPIPE_MODEL, else the bundled SmolLM2-135M-Instruct.")
 @click.option("--json", "as_json", is_flag=True, help="Output items as JSON lines.")
 @click.option("--trace", is_flag=True, help="Per-stage items, tokens and seconds on stderr.")
 def run(words: tuple[str, ...], script: click.utils.LazyFile | None, model: str | None,
@@ -52,6 +53,8 @@ def run(words: tuple[str, ...], script: click.utils.LazyFile | None, model: str 
 
     if script is not None and words:
         raise UsageError("give a pipeline or --file, not both")
+    if model:  # what the whole run uses: a server's URL also serves its embedder
+        os.environ["MEMPIPE_MODEL"] = model
     text = script.read() if script is not None else _pipeline_text(words)
     if not text.strip():
         raise UsageError('no pipeline given; try: mempipe "summarize FILE" (mempipe --help)')
@@ -155,6 +158,34 @@ def models_list(as_json: bool) -> None:
             click.echo(f"{mark} {info.name:<24} {info.status:<36} {info.path or ''}".rstrip())
     if not as_json:
         click.echo(f"(* the model runs use; home: {home()})", err=True)
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; any but loopback needs --api-key.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--model", help="The model to serve (default: MEMPIPE_MODEL, else the bundled "
+              "SmolLM2-135M-Instruct).")
+@click.option("--api-key", envvar="MEMPIPE_API_KEY", help="Key every request must send "
+              "(Authorization: Bearer KEY); default MEMPIPE_API_KEY.")
+@click.option("--max-concurrent", default=64, show_default=True, type=click.IntRange(1),
+              help="Requests the engine holds at once; more wait, and past 4096 waiting "
+              "get 429.")
+@click.option("--max-tokens", default=4096, show_default=True, type=click.IntRange(1),
+              help="The most tokens one request may ask to generate.")
+@click.option("--verbose", is_flag=True, help="Log every request on stderr.")
+def serve(host: str, port: int, model: str | None, api_key: str | None,
+          max_concurrent: int, max_tokens: int, verbose: bool) -> None:
+    """Serve the model over an OpenAI-compatible API (/v1/chat/completions, /v1/completions,
+    /v1/embeddings, /v1/models, /tokenize, /health) until SIGTERM or Ctrl-C."""
+    from mempipe import serve as serving
+    from mempipe.config import is_url, model_name
+
+    name = model_name(model)
+    if is_url(name):
+        raise UsageError(f"serve runs a model in this process, not {name}: give --model")
+    limits = serving.Limits(max_tokens=max_tokens, concurrent=max_concurrent)
+    serving.serve(name, host, port, api_key, limits, "info" if verbose else "warning")
 
 
 @cli.command()

@@ -21,3 +21,9 @@ def home() -> Path:
 def model_name(override: str | None = None) -> str:
     """The model to run: an explicit choice, else `MEMPIPE_MODEL`, else the bundled default."""
     return override or os.environ.get("MEMPIPE_MODEL") or DEFAULT_MODEL
+
+
+def is_url(model: str) -> bool:
+    """Whether `model` names servers (`http://HOST:PORT/v1`, comma-separated replicas)
+    rather than a model to load."""
+    return model.startswith(("http://", "https://"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -96,7 +97,11 @@ class Context:
                      memories: Sequence[Any] = (), adapter: Any = None) -> tuple[str, float]:
         """The option the model would most likely reply to `prompt`, and its mean token
         log-probability ("" and -inf with no options), within this agent's budget;
-        `memories` and `adapter` as for `generate`."""
+        `memories` and `adapter` as for `generate`. An engine that gives no
+        log-probabilities writes instead: the option it wrote (score 0), else what it
+        wrote (score -inf: not one of the options)."""
+        if options and "scoring" not in self.engine.capabilities:
+            return await self._write_instead(prompt, options, system)
         messages = _messages(prompt, system)
         longest = max(self.count_tokens(options), default=0)
         held = sum(int(m.keys[0].shape[1]) for m in memories)  # the cache slots they take
@@ -113,6 +118,15 @@ class Context:
                                      prompt=prompt, output=f"chose {chosen!r} of {options}",
                                      tokens_in=needed, tokens_out=0, seconds=0.0))
         return chosen, score
+
+    async def _write_instead(self, prompt: str, options: list[str], system: str | None
+                             ) -> tuple[str, float]:
+        longest = max(self.count_tokens(options))
+        written = await self.generate(prompt, system=system, max_tokens=longest + 8)
+        self.note("the engine gives no log-probabilities: wrote instead of choosing")
+        said = written.casefold()
+        found = [o for o in options if o.casefold() in said]
+        return (max(found, key=len), 0.0) if found else (written, -math.inf)
 
     async def map(self, fn: Callable[[T], Awaitable[R]], values: Sequence[T],
                   description: str | None = None, limit: int = 8) -> list[R]:

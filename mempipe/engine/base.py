@@ -16,8 +16,9 @@ MEMORIES = "<|mempipe:memories|>"  # where a prompt's key/value memories go (tie
 # (`"memories" in engine.capabilities`) instead of probing for methods:
 # - memories: computes key/value memories and reads requests' `memories` (tier 2);
 # - adapters: reads requests' LoRA `adapter` (tier 3, the memory reader);
-# - training: fits adapters (`new_adapter`, `fit_adapter`).
-Capability = Literal["memories", "adapters", "training"]
+# - training: fits adapters (`new_adapter`, `fit_adapter`);
+# - scoring: `score` and `surprise` (a server that gives no log-probabilities cannot).
+Capability = Literal["memories", "adapters", "training", "scoring"]
 
 
 class Message(BaseModel):
@@ -31,6 +32,7 @@ class GenerationRequest(BaseModel):
     engine refuses the request. `progress(read, total)` hears how far a long prompt is."""
 
     messages: list[Message]
+    prompt: str | None = None  # a raw completion: this text as it is, messages unused
     max_tokens: int = Field(default=256, ge=1)
     temperature: float = Field(default=0.0, ge=0.0)  # 0: greedy
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)

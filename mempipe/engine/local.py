@@ -36,6 +36,7 @@ from mempipe.errors import BudgetExceeded, ModelError
 # loads them.
 
 DTYPES = ("float32", "bfloat16", "float16")
+LOGIT_SLICE = 256  # positions whose logits are held at once when scoring long rows
 
 
 @dataclass
@@ -45,7 +46,7 @@ class LocalEngine:
     name: str
     device: str | None = None
     capabilities: ClassVar[frozenset[Capability]] = frozenset({"memories", "adapters",
-                                                               "training"})
+                                                               "training", "scoring"})
     _tokenizer: Any = None
     _model: Any = None
     _batcher: Any = None
@@ -122,6 +123,11 @@ class LocalEngine:
     def prompt_ids(self, messages: list[Message]) -> list[int]:
         return self._ids(self._prompt_text(messages))
 
+    def request_ids(self, request: GenerationRequest) -> list[int]:
+        """A request's prompt tokens: its raw `prompt` as it is, else its framed messages."""
+        return self._ids(request.prompt) if request.prompt is not None \
+            else self.prompt_ids(request.messages)
+
     def _ids(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
@@ -167,7 +173,7 @@ class LocalEngine:
     def _checked_ids(self, request: GenerationRequest, prefix: Any = None) -> list[int]:
         """The request's prompt tokens (after its prefix, if any), or the reason it cannot
         run. A prefix's slots count as attended, the positions it stands for as used."""
-        ids = self.prompt_ids(request.messages) if prefix is None else prefix[1]
+        ids = self.request_ids(request) if prefix is None else prefix[1]
         slots, span = (0, 0) if prefix is None else (prefix[0].slots, prefix[0].span)
         attended = slots + (len(ids) if request.window is None
                             else min(len(ids), request.window + GLOBAL_TOKENS))
@@ -378,15 +384,25 @@ class LocalEngine:
 
     def _score(self, messages: list[Message], options: list[str],
                memories: list[Any], adapter: Any) -> list[float]:
-        """The prompt (after the memories' prefix, if any) read once in a cache of its
-        own and copied to one row per option; each option token's log-probability."""
-        import torch
-
         if not options:
             return []
         prefix, prompt = (None, self.prompt_ids(messages)) if not memories else \
             self._prefix(messages, memories)
         rows = [self._ids(o) or [0] for o in options]
+        return [sum(row) / len(row) for row in self._read_rows(prompt, rows, prefix, adapter)]
+
+    def continuations(self, prompt: list[int], rows: list[list[int]]) -> list[list[float]]:
+        """Each row's tokens' log-probabilities as a continuation of `prompt` (a non-empty
+        list of token ids): the prompt read once, the rows side by side."""
+        return torch_thread.run(self._read_rows, prompt, rows, None, None)
+
+    def _read_rows(self, prompt: list[int], rows: list[list[int]], prefix: Any,
+                   adapter: Any) -> list[list[float]]:
+        """The prompt (after the memories' prefix, if any) read once in a cache of its
+        own and copied to one row per continuation; each continuation token's
+        log-probability, computed a slice of positions at a time."""
+        import torch
+
         longest = max(len(r) for r in rows)
         runner = self.batcher.runner.private()
         read = prefix.slots if prefix is not None else 0
@@ -394,6 +410,7 @@ class LocalEngine:
         runner.inject(0, prefix)
         runner.attach(0, adapter)  # copied with the row to every option's
         device = runner.device
+        found: list[list[float]] = [[] for _ in rows]
         with torch.inference_mode():
             first = runner.forward(0, torch.tensor([prompt], device=device),
                                    torch.tensor([read], device=device))[:, -1:]
@@ -403,12 +420,12 @@ class LocalEngine:
             hidden = runner.forward(0, ids, torch.full((len(rows),), read + len(prompt),
                                                        device=device))
             hidden = torch.cat([first.expand(len(rows), -1, -1), hidden[:, :-1]], dim=1)
-            logp = runner.logits(hidden).log_softmax(-1)  # (options, longest, vocab)
-        scores = []
-        for i, row in enumerate(rows):
-            picked = logp[i, torch.arange(len(row)), torch.tensor(row)]
-            scores.append(float(picked.mean()))
-        return scores
+            for start in range(0, longest, LOGIT_SLICE):
+                logp = runner.logits(hidden[:, start:start + LOGIT_SLICE]).log_softmax(-1)
+                picked = logp.gather(-1, ids[:, start:start + LOGIT_SLICE, None])[..., 0]
+                for i, row in enumerate(rows):
+                    found[i] += picked[i, :max(0, len(row) - start)].float().tolist()
+        return found
 
     def surprise(self, text: str, window: int = 1024) -> list[tuple[int, int, float]]:
         return torch_thread.run(self._surprise, text, window)
