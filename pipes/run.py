@@ -81,10 +81,9 @@ def first_failure(group: BaseExceptionGroup) -> BaseException:
             leaves.append(exc)
 
     walk(group)
-    for exc in leaves:
-        if isinstance(exc, StageError):
-            return exc
-    return leaves[0]
+    broken = anyio.BrokenResourceError  # a stage whose reader stopped: a consequence
+    return next((e for e in leaves if isinstance(e, StageError)), None) or \
+        next((e for e in leaves if not isinstance(e, broken)), leaves[0])
 
 
 async def _stage(agent: Stage, ctx: Context, upstream: ObjectReceiveStream[Item] | None,
@@ -118,10 +117,10 @@ async def _stage(agent: Stage, ctx: Context, upstream: ObjectReceiveStream[Item]
                 raise TypeError(f"{type(agent).__name__} is not a source, map or reduce agent")
     except anyio.get_cancelled_exc_class():
         raise
-    except anyio.BrokenResourceError:
-        return  # the next stage stopped reading; it reports its own failure
     except Exception as exc:
         cause = first_failure(exc) if isinstance(exc, BaseExceptionGroup) else exc
+        if isinstance(cause, anyio.BrokenResourceError):
+            return  # the next stage stopped reading; it reports its own failure
         raise StageError(stats.index, stats.name, cause) from cause
     finally:
         stats.seconds = time.perf_counter() - started

@@ -42,6 +42,7 @@ class HTTPEngine:
     _served: Served | None = None
     _counts: dict[str, int] = field(default_factory=dict)
     _framed: dict[tuple[tuple[str, str], ...], int] = field(default_factory=dict)
+    _untokenizing: set[str] = field(default_factory=set)  # tokenize paths the server lacks
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
@@ -100,24 +101,31 @@ class HTTPEngine:
         return [self._counts[t] for t in texts]
 
     def _tokenize(self, texts: list[str]) -> list[int]:
-        """Token counts from the server: in one request where it takes a list
-        (`mempipe serve`), else one request per text (vLLM's and llama.cpp's forms)."""
+        """Token counts from the server: in one request where it takes a list (`mempipe
+        serve`), else one request per text, in the first form the server knows."""
         name = self.served.name
         response = self.server.post("/tokenize", {"model": name, "prompt": texts})
         if response.status_code == 200 and "counts" in response.json():
             return [int(n) for n in response.json()["counts"]]
-        return [self._tokenize_one({"model": name, "prompt": t, "content": t,
-                                    "add_special_tokens": False}) for t in texts]
+        return [self._tokenize_one(t) for t in texts]
 
-    def _tokenize_one(self, body: dict[str, Any]) -> int:
-        response = self.server.post("/tokenize", body)
-        if response.status_code == 404:
-            raise ModelError(f"{self.server.url} offers no /tokenize, and mempipe does not "
-                             "guess token counts: serve the model with one that does "
-                             "(mempipe serve, vLLM, llama.cpp's server)")
-        raise_for(response, self.server)
-        found = response.json()
-        return int(found["count"]) if "count" in found else len(found["tokens"])
+    def _tokenize_one(self, text: str) -> int:
+        for path, body in (  # vLLM's and llama.cpp's server's; llama-cpp-python's
+                ("/tokenize", {"model": self.name, "prompt": text, "content": text,
+                               "add_special_tokens": False}),
+                ("/extras/tokenize/count", {"model": self.name, "input": text})):
+            if path in self._untokenizing:
+                continue
+            response = self.server.post(path, body)
+            if response.status_code in (404, 405):
+                self._untokenizing.add(path)
+                continue
+            raise_for(response, self.server)
+            found = response.json()
+            return int(found["count"]) if "count" in found else len(found["tokens"])
+        raise ModelError(f"{self.server.url} offers no way to count tokens, and mempipe does "
+                         "not guess them: serve the model with one that does (mempipe serve, "
+                         "vLLM, llama.cpp's server)")
 
     def prompt_tokens(self, messages: list[Message]) -> int:
         key = tuple((m.role, m.content) for m in messages)

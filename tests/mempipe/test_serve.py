@@ -3,7 +3,6 @@ server in a thread, read through `HTTPEngine`, compared with the same model in p
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -13,6 +12,7 @@ import anyio
 import httpx
 import pytest
 
+from bench.serve import free_port
 from mempipe import serve
 from mempipe.engine import GenerationRequest, Message
 from mempipe.engine.http import HTTPEngine
@@ -23,12 +23,6 @@ from mempipe.memory.embed import Embedder, RemoteEmbedder, default_embedder
 
 QUESTION = [Message(role="system", content="Answer briefly."),
             Message(role="user", content="Who is the Queen of Hearts?")]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start(service: serve.Service) -> tuple[str, object]:
