@@ -36,6 +36,9 @@ STORY = ("Alice was beginning to get very tired of sitting by her sister on the 
          "reading, but it had no pictures or conversations in it. ") * 3
 CONCURRENT, CONCURRENT_TOKENS = 32, 48
 OVERHEAD_RUNS = 100
+# llama-cpp-python's server counts tokens and scores, but gives no chat template: the
+# same aids as mempipe's own server come from naming the model's tokenizer.
+TOKENIZER = {"llamacpp": {"MEMPIPE_TOKENIZER": "smollm2-135m-instruct"}}
 
 
 def free_port() -> int:
@@ -220,7 +223,8 @@ def whosaid(pairs, limit: int | None, urls: dict[str, str], llama_limit: int) ->
                 run = subprocess.run(
                     [sys.executable, "-m", "mempipe", "--model", url,
                      f"ask {json.dumps(q['question'])} --from {namespace} --tier text"],
-                    capture_output=True, text=True, cwd=ROOT, timeout=600)
+                    capture_output=True, text=True, cwd=ROOT, timeout=600,
+                    env={**os.environ, **TOKENIZER.get(name, {})})
                 seconds.append(time.perf_counter() - started)
                 answers.append(run.stdout.strip() if run.returncode == 0 else
                                f"(failed: {run.stderr.strip()})")

@@ -2,11 +2,13 @@
 server, Ollama. Generation is `/v1/chat/completions` (streamed as server-sent events);
 scoring and surprise are `/v1/completions` with `echo` and `logprobs`, over the prompt
 framed by the server's own chat template (from `/props`); budgets are counted with the
-server's tokenizer (`/tokenize`), never guessed. What the server cannot do is missing
-from `capabilities`, and callers fall back."""
+server's tokenizer (`/tokenize`, else the local one MEMPIPE_TOKENIZER names), never
+guessed. What the server cannot do is missing from `capabilities`, and callers fall
+back."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -14,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mempipe.engine.base import Capability, Generation, GenerationRequest, Message
+from mempipe.engine.local import LocalEngine
 from mempipe.engine.server import Server, ServerGone, api_key, raise_for, split_url
 from mempipe.errors import BudgetExceeded, ModelError
 
@@ -43,6 +46,8 @@ class HTTPEngine:
     _counts: dict[str, int] = field(default_factory=dict)
     _framed: dict[tuple[tuple[str, str], ...], int] = field(default_factory=dict)
     _untokenizing: set[str] = field(default_factory=set)  # tokenize paths the server lacks
+    _echoes: str | None = None  # how the server echoes log-probabilities (_echo_form)
+    _local: LocalEngine | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
@@ -76,6 +81,10 @@ class HTTPEngine:
         about = next(m for m in listed if m["id"] == name)
         props = self.server.get("/props")
         info = props.json() if props.status_code == 200 else {}
+        if not info.get("chat_template") and self.local is not None:  # the tokenizer named
+            tokenizer = self.local.tokenizer
+            info = {"chat_template": tokenizer.chat_template, "bos_token": tokenizer.bos_token,
+                    "eos_token": tokenizer.eos_token}
         template = info.get("chat_template") or None
         specials = {k: info.get(k) or "" for k in ("bos_token", "eos_token")}
         positions = about.get("max_model_len") or info.get("max_model_len")
@@ -90,8 +99,36 @@ class HTTPEngine:
         return self.server.url
 
     @property
+    def local(self) -> LocalEngine | None:
+        """The tokenizer MEMPIPE_TOKENIZER names (a model mempipe can load), for a server
+        that neither counts tokens nor gives its chat template (Ollama); only its
+        tokenizer is loaded."""
+        name = os.environ.get("MEMPIPE_TOKENIZER")
+        if name and (self._local is None or self._local.name != name):
+            self._local = LocalEngine(name)
+        return self._local if name else None
+
+    @property
     def capabilities(self) -> frozenset[Capability]:
-        return frozenset({"scoring"}) if self.served.template else frozenset()
+        if self._echoes is None:
+            self._echoes = self._echo_form() if self.served.template else ""
+        return frozenset({"scoring"}) if self._echoes else frozenset()
+
+    def _echo_form(self) -> str:
+        """How the server gives prompt tokens' log-probabilities, asked once: "together"
+        (several prompts in one request of no tokens: mempipe serve, vLLM), "one by one"
+        (one prompt and one token per request: llama-cpp-python, which takes neither a
+        list nor 0 as "no tokens"), or "" (not at all)."""
+        for form, prompt in (("together", ["Hello, world.", "Hello, there."]),
+                             ("one by one", "Hello, world.")):
+            body = {"model": self.name, "prompt": prompt, "echo": True, "logprobs": 0,
+                    "max_tokens": 0 if form == "together" else 1, "temperature": 0.0}
+            response = self.server.post("/v1/completions", body)
+            if response.status_code == 200:
+                choices = response.json().get("choices") or [{}]
+                if "token_logprobs" in (choices[0].get("logprobs") or {}):
+                    return form
+        return ""
 
     # -- tokens ---------------------------------------------------------------------
     def count_tokens(self, texts: list[str]) -> list[int]:
@@ -123,9 +160,12 @@ class HTTPEngine:
             raise_for(response, self.server)
             found = response.json()
             return int(found["count"]) if "count" in found else len(found["tokens"])
+        if self.local is not None:
+            return self.local.count_tokens([text])[0]
         raise ModelError(f"{self.server.url} offers no way to count tokens, and mempipe does "
-                         "not guess them: serve the model with one that does (mempipe serve, "
-                         "vLLM, llama.cpp's server)")
+                         "not guess them: name the model's tokenizer with MEMPIPE_TOKENIZER, "
+                         "or serve it with a server that counts (mempipe serve, vLLM, "
+                         "llama.cpp's server)")
 
     def prompt_tokens(self, messages: list[Message]) -> int:
         key = tuple((m.role, m.content) for m in messages)
@@ -231,19 +271,24 @@ class HTTPEngine:
                 for (start, _, p), end in zip(tokens, ends)]
 
     def _echo(self, prompts: list[str]) -> list[list[tuple[int, str, float | None]]]:
-        """Each prompt's tokens as (character offset, text, log-probability), from a
-        completion of no tokens that echoes its prompt."""
-        body = {"model": self.name, "prompt": prompts, "max_tokens": 0, "echo": True,
-                "logprobs": 0, "temperature": 0.0}
-        response = self.server.post("/v1/completions", body)
-        raise_for(response, self.server)
-        read: list[list[tuple[int, str, float | None]]] = [[] for _ in prompts]
-        for choice in response.json()["choices"]:
-            logprobs = choice.get("logprobs") or {}
-            if "token_logprobs" not in logprobs:
-                raise ModelError(f"{self.url} gives no log-probabilities of prompt tokens")
-            read[int(choice.get("index", 0))] = list(zip(
-                logprobs["text_offset"], logprobs["tokens"], logprobs["token_logprobs"]))
+        """Each prompt's tokens as (character offset, text, log-probability), from
+        completions that echo their prompts, in the form the server takes."""
+        if "scoring" not in self.capabilities:
+            raise ModelError(f"{self.url} gives no log-probabilities of prompt tokens")
+        together = self._echoes == "together"
+        read: list[list[tuple[int, str, float | None]]] = []
+        for batch in [prompts] if together else [[p] for p in prompts]:
+            body = {"model": self.name, "prompt": batch if together else batch[0],
+                    "max_tokens": 0 if together else 1, "echo": True, "logprobs": 0,
+                    "temperature": 0.0}
+            response = self.server.post("/v1/completions", body)
+            raise_for(response, self.server)
+            choices = sorted(response.json()["choices"], key=lambda c: int(c.get("index", 0)))
+            for prompt, choice in zip(batch, choices):
+                logprobs = choice.get("logprobs") or {}
+                read.append([t for t in zip(logprobs["text_offset"], logprobs["tokens"],
+                                            logprobs["token_logprobs"])
+                             if t[0] < len(prompt)])  # the prompt's, not a token written
         return read
 
 

@@ -267,3 +267,49 @@ def test_int8_decoding_writes_what_the_exact_engine_writes_at_first(
     quick = LocalEngine(DEFAULT_MODEL)
     assert quick.batcher.runner.head_int8 is not None
     assert anyio.run(quick.generate, request).text == exact.text
+
+
+def test_cli_through_mempipe_serve_answers_as_in_process(home: Path) -> None:
+    """The default model served by `mempipe serve`; the CLI pointed at it with --model URL
+    gives the answers the same CLI gives in process: a who-said question (the model
+    chooses among names: scoring over HTTP) and a general one (it writes)."""
+    from bench.serve import Served
+
+    stored = mempipe(f"read {ALICE} | remember --into alice")
+    assert stored.returncode == 0, stored.stderr
+    served = Served()
+    try:
+        for question in ["Who said \"Off with her head\"?", "Where did Alice fall?"]:
+            pipeline = f"ask {json.dumps(question)} --from alice --tier text"
+            here = mempipe("--json", pipeline)
+            there = mempipe("--model", served.url, "--json", pipeline)
+            assert there.returncode == 0, there.stderr
+            assert json.loads(there.stdout) == json.loads(here.stdout)
+    finally:
+        served.kill()
+
+
+def test_cli_through_llama_cpp_server(home: Path) -> None:
+    """The same pipeline through llama.cpp's OpenAI-compatible server (llama-cpp-python's,
+    the `llamacpp` extra) on the default GGUF: it counts tokens and gives log-probabilities
+    one prompt at a time, and MEMPIPE_TOKENIZER gives the chat template it does not."""
+    pytest.importorskip("llama_cpp.server")
+    import sys
+
+    from bench.serve import Served
+    from mempipe.engine.models import default_gguf
+
+    stored = mempipe(f"read {ALICE} | remember --into alice")
+    assert stored.returncode == 0, stored.stderr
+    served = Served(command=[sys.executable, "-m", "llama_cpp.server", "--model",
+                             str(default_gguf()), "--n_ctx", "8192", "--logits_all", "true"],
+                    probe="/v1/models")
+    try:
+        result = mempipe("--model", served.url, "--json", "--trace",
+                         "ask 'Who said \"Off with her head\"?' --from alice",
+                         env={"MEMPIPE_TOKENIZER": "smollm2-135m-instruct"})
+        assert result.returncode == 0, result.stderr
+        assert "queen" in json.loads(result.stdout)["text"].lower()
+        assert "wrote instead of choosing" not in result.stderr  # it chose, by scoring
+    finally:
+        served.kill()
