@@ -91,6 +91,10 @@ class CompletionBody(_Sampling):
     max_tokens: int = Field(default=16, ge=0)
     echo: bool = False
     logprobs: int | None = Field(default=None, ge=0, le=5)
+    # mempipe's extension: the character offset in every prompt from which prompt
+    # tokens' log-probabilities are wanted; the prompts' shared start before it is read
+    # once, its tokens' log-probabilities null. How a client scores options cheaply.
+    logprobs_from: int | None = Field(default=None, ge=0)
 
 
 class EmbeddingBody(_Body):
@@ -323,7 +327,8 @@ class Service:
         made = {"id": f"cmpl-{secrets.token_hex(12)}", "object": "text_completion",
                 "created": int(time.time()), "model": self.engine.name}
         if max_tokens == 0:
-            read = await self._echoed(prompts) if body.logprobs is not None else None
+            read = await self._echoed(prompts, body.logprobs_from) \
+                if body.logprobs is not None else None
             choices = [{"index": i, "text": p if body.echo else "", "finish_reason": "length",
                         "logprobs": read[i] if read else None} for i, p in enumerate(prompts)]
             counts = self.engine.count_tokens(prompts)
@@ -351,17 +356,13 @@ class Service:
         return JSONResponse({**made, "choices": choices, "usage": _usage(
             sum(d.prompt_tokens for d in done), sum(d.completion_tokens for d in done))})
 
-    async def _echoed(self, prompts: list[str]) -> list[dict[str, Any]]:
-        """Each prompt's tokens with their log-probabilities, OpenAI's `logprobs` shape.
-        One prompt: every token after the first, read in windows (any length). Several:
-        the tokens after the start they all share, which is read once and whose tokens'
-        log-probabilities are null."""
+    async def _echoed(self, prompts: list[str], start: int | None) -> list[dict[str, Any]]:
+        """Each prompt's tokens with their log-probabilities, OpenAI's `logprobs` shape:
+        every token's but the first, each prompt read on its own (any length, in
+        windows); or, with `start` (`logprobs_from`) and several prompts, the tokens from
+        `start` on, after the start the prompts share there, which is read once."""
         engine = self.engine
-        encoded = [engine.tokenizer(p, add_special_tokens=False, return_offsets_mapping=True)
-                   for p in prompts]
-        ids = [e["input_ids"] for e in encoded]
-        offsets = [[a for a, _ in e["offset_mapping"]] for e in encoded]
-        if len(prompts) == 1 or min(len(i) for i in ids) < 2:
+        if len(prompts) == 1 or start is None:
             found = []
             for prompt in prompts:
                 async with self.slot():
@@ -370,10 +371,16 @@ class Service:
                               "text_offset": [a for a, _, _ in read],
                               "token_logprobs": [None] + [-n for _, _, n in read[1:]]})
             return found
+        encoded = [engine.tokenizer(p, add_special_tokens=False, return_offsets_mapping=True)
+                   for p in prompts]
+        ids = [e["input_ids"] for e in encoded]
+        offsets = [[a for a, _ in e["offset_mapping"]] for e in encoded]
+        before = min(sum(1 for a in o if a < start) for o in offsets)  # tokens before start
         shared = 0
-        while shared < min(len(i) for i in ids) - 1 and len({i[shared] for i in ids}) == 1:
+        while shared < before and len({i[shared] for i in ids}) == 1:
             shared += 1
-        shared = max(shared, 1)
+        if shared == 0 or any(len(i) == shared for i in ids):
+            return await self._echoed(prompts, None)  # nothing to share, or nothing after
         if shared + max(len(i) - shared for i in ids) > engine.max_positions:
             raise Refused(400, f"prompt: over the model's {engine.max_positions} positions",
                           "prompt")

@@ -260,7 +260,7 @@ class HTTPEngine:
         if not options:
             return []
         prompt = self.framed(messages)
-        read = self._echo([prompt + option for option in options])
+        read = self._echo([prompt + option for option in options], len(prompt))
         return [_mean([p for start, _, p in tokens if start >= len(prompt)])
                 for tokens in read]
 
@@ -270,9 +270,11 @@ class HTTPEngine:
         return [(start, end, -p if p is not None else 0.0)
                 for (start, _, p), end in zip(tokens, ends)]
 
-    def _echo(self, prompts: list[str]) -> list[list[tuple[int, str, float | None]]]:
+    def _echo(self, prompts: list[str], start: int = 0
+              ) -> list[list[tuple[int, str, float | None]]]:
         """Each prompt's tokens as (character offset, text, log-probability), from
-        completions that echo their prompts, in the form the server takes."""
+        completions that echo their prompts, in the form the server takes; those before
+        `start` may have none (mempipe serve reads the prompts' shared start once)."""
         if "scoring" not in self.capabilities:
             raise ModelError(f"{self.url} gives no log-probabilities of prompt tokens")
         together = self._echoes == "together"
@@ -280,7 +282,7 @@ class HTTPEngine:
         for batch in [prompts] if together else [[p] for p in prompts]:
             body = {"model": self.name, "prompt": batch if together else batch[0],
                     "max_tokens": 0 if together else 1, "echo": True, "logprobs": 0,
-                    "temperature": 0.0}
+                    "temperature": 0.0, **({"logprobs_from": start} if together else {})}
             response = self.server.post("/v1/completions", body)
             raise_for(response, self.server)
             choices = sorted(response.json()["choices"], key=lambda c: int(c.get("index", 0)))

@@ -79,7 +79,8 @@ def test_the_served_model_answers_as_it_does_in_process(served, local) -> None:
         return "".join([piece async for piece in remote.stream(ask())])
 
     assert anyio.run(streamed).strip() == here.text
-    options = ["the Queen", "Alice", "a very long answer of many words indeed"]
+    # Options that share their first words are scored over all their tokens, as here.
+    options = ["the Queen", "the Queen of Hearts", "Alice", "a long answer of many words"]
     assert remote.score(QUESTION, options) == pytest.approx(local.score(QUESTION, options),
                                                             abs=1e-3)
     text = "Alice was beginning to get very tired of sitting by her sister on the bank."

@@ -1,13 +1,17 @@
 """`mempipe serve` processes and a CLI pointed at them, as a shell user runs them: one
-replica killed mid-run, a server killed under a single-server run, a wrong URL."""
+replica killed mid-run, a server killed under a single-server run, a wrong URL, SIGTERM."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from bench.serve import Served, free_port
@@ -70,3 +74,32 @@ def test_a_server_killed_mid_run_is_one_line_and_exit_1(servers: list[Served]) -
 def test_a_wrong_url_is_one_line_and_exit_2() -> None:
     url = f"http://127.0.0.1:{free_port()}/v1"
     one_line_error(mempipe("--model", url, "map 'x'", input="text"), 2, f"cannot reach {url}")
+
+
+def test_sigterm_finishes_the_requests_in_flight(servers: list[Served]) -> None:
+    served = servers[0]
+    body = {"messages": [{"role": "user", "content": "Tell a long story."}],
+            "max_tokens": 400, "temperature": 0}
+    replies: list[httpx.Response] = []
+    asking = threading.Thread(target=lambda: replies.append(
+        httpx.post(f"{served.url}/chat/completions", json=body, timeout=120)))
+    asking.start()
+    time.sleep(1.0)  # the request is being decoded
+    served.process.send_signal(signal.SIGTERM)
+    asking.join(timeout=120)
+    assert replies and replies[0].status_code == 200
+    assert replies[0].json()["usage"]["completion_tokens"] > 0
+    # Then it exits as SIGTERM's default would (uvicorn raises the signal again once done).
+    assert served.process.wait(timeout=60) in (0, -signal.SIGTERM)
+
+
+def test_a_failed_remember_through_a_server_changes_no_memory(tiny_model: Path) -> None:
+    stored = mempipe("--model", str(tiny_model), "read - | remember --into kept",
+                     input="Alice met the Queen of Hearts in the garden.")
+    assert stored.returncode == 0, stored.stderr
+    before = mempipe("memory", "list").stdout
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    failed = mempipe("--model", url, "read - | remember --into kept",
+                     input="The Hatter poured tea for the March Hare.")
+    one_line_error(failed, 2, f"cannot reach {url}")
+    assert mempipe("memory", "list").stdout == before
