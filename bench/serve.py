@@ -3,7 +3,8 @@
     python bench/serve.py --json [--limit N] [--requests 1000] [--llamacpp-limit N]
 
 - overhead: one 4-token completion at a time, in process and through the server, p50/p99;
-- concurrent: 32 map-like calls at once, aggregate completion tokens per second;
+- concurrent: 32 map-like calls at once, aggregate completion tokens per second (the
+  median of 3 runs each, interleaved);
 - flood: --requests tiny requests sent at once to the server: answered, lost, its memory;
 - whosaid: the bundled who-said sets through the CLI with `--model URL` (a fresh process per
   question, as a shell user runs it) beside `ask` in process: accuracy, median seconds;
@@ -35,6 +36,7 @@ STORY = ("Alice was beginning to get very tired of sitting by her sister on the 
          "having nothing to do: once or twice she had peeped into the book her sister was "
          "reading, but it had no pictures or conversations in it. ") * 3
 CONCURRENT, CONCURRENT_TOKENS = 32, 48
+REPEATS = 3  # concurrent runs of each way; their median rate is reported
 OVERHEAD_RUNS = 100
 # llama-cpp-python's server counts tokens and scores, but gives no chat template: the
 # same aids as mempipe's own server come from naming the model's tokenizer.
@@ -144,12 +146,17 @@ def concurrent(local, remote) -> dict:
                 tasks.start_soon(one, i)
         return time.perf_counter() - started, sum(d.completion_tokens for d in done)
 
-    result = {}
-    for name, engine in (("in_process", local), ("http", remote)):
+    runs: dict[str, list[tuple[float, int]]] = {"in_process": [], "http": []}
+    for engine in (local, remote):
         anyio.run(all_at_once, engine)  # warm: the batch's shapes
-        seconds, tokens = anyio.run(all_at_once, engine)
-        result[name] = {"seconds": round(seconds, 2), "tokens": tokens,
-                        "tokens_per_s": round(tokens / seconds, 1)}
+    for _ in range(REPEATS):  # interleaved, so that both meet the same machine
+        for name, engine in (("in_process", local), ("http", remote)):
+            runs[name].append(anyio.run(all_at_once, engine))
+    result = {}
+    for name, measured in runs.items():
+        rates = [tokens / seconds for seconds, tokens in measured]
+        result[name] = {"runs": [{"seconds": round(s, 2), "tokens": t} for s, t in measured],
+                        "tokens_per_s": round(statistics.median(rates), 1)}
         log(f"concurrent {name}: {result[name]}")
     result["ratio"] = round(result["http"]["tokens_per_s"] / result["in_process"]["tokens_per_s"],
                             3)
