@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -119,6 +120,8 @@ class Service:
     ready: bool = False
     waiting: int = 0
     announce: str = ""  # said on stderr once the model is loaded
+    stop: Callable[[], None] = lambda: None  # ends the server
+    failed: MempipeError | None = None
     _slots: anyio.Semaphore | None = None
 
     @asynccontextmanager
@@ -141,9 +144,14 @@ class Service:
 
     def load(self) -> None:
         """Loads the model (and the embedder) before the first request: /health says 200
-        from then on."""
-        torch_thread.run(lambda: self.engine.batcher)
-        self.embedder.count_tokens(["warm"])
+        from then on. A model that does not load stops the server (`failed` says why)."""
+        try:
+            torch_thread.run(lambda: self.engine.batcher)
+            self.embedder.count_tokens(["warm"])
+        except MempipeError as error:
+            self.failed = error
+            self.stop()
+            return
         self.ready = True
         if self.announce:
             print(self.announce, file=sys.stderr, flush=True)
@@ -452,8 +460,17 @@ def serve(model: str, host: str, port: int, key: str | None, limits: Limits,
 
     if host not in LOOPBACK and not key:
         raise UsageError(f"serving on {host} (not loopback) needs --api-key or MEMPIPE_API_KEY")
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise UsageError(f"cannot listen on {host}:{port}: {error.strerror}") from None
     service = Service(LocalEngine(model), Embedder(), key, limits,
                       announce=f"mempipe: serving {model} at http://{host}:{port}/v1")
     config = uvicorn.Config(service.app(), host=host, port=port, log_level=log_level,
                             timeout_graceful_shutdown=60, lifespan="on")
-    uvicorn.Server(config).run()
+    server = uvicorn.Server(config)
+    service.stop = lambda: setattr(server, "should_exit", True)
+    server.run()
+    if service.failed is not None:
+        raise service.failed

@@ -3,6 +3,7 @@ server in a thread, read through `HTTPEngine`, compared with the same model in p
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -189,3 +190,19 @@ def test_retries_honour_retry_after_and_give_up_on_a_dead_server() -> None:
     server.retries = 1
     with pytest.raises(ServerGone, match=r"example\.invalid/v1 stopped answering"):
         server.get("/v1/models")
+
+
+def test_serve_refuses_what_it_cannot_serve_in_one_line() -> None:
+    from tests.conftest import mempipe
+    from tests.mempipe.test_cli import one_line_error
+
+    one_line_error(mempipe("serve", "--model", "/no/such/model", "--port", str(free_port())),
+                   2, "unknown model: /no/such/model")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        one_line_error(mempipe("serve", "--port", str(port)), 2,
+                       f"cannot listen on 127.0.0.1:{port}")
+    one_line_error(mempipe("serve", "--host", "0.0.0.0", "--port", str(free_port())), 2,
+                   "needs --api-key")
