@@ -206,6 +206,7 @@ def whosaid(pairs, limit: int | None, urls: dict[str, str], llama_limit: int) ->
     the same as in process."""
     from mempipe import Item, Memory, ask
     from mempipe.engine import get_engine
+    from mempipe.pipes.syntax import quote
 
     books = {}
     for book, qa in pairs:
@@ -229,7 +230,7 @@ def whosaid(pairs, limit: int | None, urls: dict[str, str], llama_limit: int) ->
                 started = time.perf_counter()
                 run = subprocess.run(
                     [sys.executable, "-m", "mempipe", "--model", url,
-                     f"ask {json.dumps(q['question'])} --from {namespace} --tier text"],
+                     f"ask {quote(q['question'])} --from {namespace} --tier text"],
                     capture_output=True, text=True, cwd=ROOT, timeout=600,
                     env={**os.environ, **TOKENIZER.get(name, {})})
                 seconds.append(time.perf_counter() - started)
