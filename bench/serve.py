@@ -1,13 +1,14 @@
 """The default model over HTTP (`mempipe serve`) beside the same model in process, one run:
 
-    python bench/serve.py --json [--limit N] [--requests 1000] [--llamacpp-limit N]
+    python bench/serve.py --json [--limit N] [--requests 1000] [--few N]
 
 - overhead: one 4-token completion at a time, in process and through the server, p50/p99;
 - concurrent: 32 map-like calls at once, aggregate completion tokens per second (the
   median of 3 runs each, interleaved);
 - flood: --requests tiny requests sent at once to the server: answered, lost, its memory;
 - whosaid: the bundled who-said sets through the CLI with `--model URL` (a fresh process per
-  question, as a shell user runs it) beside `ask` in process: accuracy, median seconds;
+  question, as a shell user runs it) beside `ask` in process and beside the CLI loading
+  the model itself (the first --few questions): accuracy, median seconds;
 - llamacpp (where llama-cpp-python's server is installed: the `llamacpp` extra): the same
   CLI questions through its OpenAI-compatible server on the default GGUF."""
 
@@ -200,7 +201,7 @@ def flood(served: Served, count: int) -> dict:
     return result
 
 
-def whosaid(pairs, limit: int | None, urls: dict[str, str], llama_limit: int) -> dict:
+def whosaid(pairs, limit: int | None, urls: dict[str, str], few: int) -> dict:
     """Each question in process (`ask` through the Python API), then through the CLI
     against each server: accuracy, median seconds per question, and how many answers are
     the same as in process."""
@@ -224,12 +225,12 @@ def whosaid(pairs, limit: int | None, urls: dict[str, str], llama_limit: int) ->
         ways = {"in_process": summary(questions, here, seconds, here)}
         log(f"{book.name} in process: {ways['in_process']}")
         for name, url in urls.items():
-            asked = questions[:llama_limit] if name == "llamacpp" else questions
+            asked = questions if name == "cli_mempipe_serve" else questions[:few]
             answers, seconds = [], []
             for q in asked:
                 started = time.perf_counter()
                 run = subprocess.run(
-                    [sys.executable, "-m", "mempipe", "--model", url,
+                    [sys.executable, "-m", "mempipe", *(["--model", url] if url else []),
                      f"ask {quote(q['question'])} --from {namespace} --tier text"],
                     capture_output=True, text=True, cwd=ROOT, timeout=600,
                     env={**os.environ, **TOKENIZER.get(name, {})})
@@ -254,8 +255,9 @@ def summary(questions: list[dict], answers: list[str], seconds: list[float],
 def main() -> None:
     parser = book_parser(__doc__)
     parser.add_argument("--requests", type=int, default=1000, help="the flood's size")
-    parser.add_argument("--llamacpp-limit", type=int, default=20,
-                        help="questions per book through llama.cpp's server")
+    parser.add_argument("--few", type=int, default=20,
+                        help="questions per book through llama.cpp's server, and through "
+                        "the CLI without a server")
     args, pairs = parse_sets(parser)
     os.environ["MEMPIPE_HOME"] = isolated_home()
 
@@ -272,7 +274,8 @@ def main() -> None:
                         "overhead": overhead(local, remote),
                         "concurrent": concurrent(local, remote),
                         "flood": flood(served, args.requests)}
-        urls = {"cli_mempipe_serve": served.url}
+        # The baseline: the same CLI loading the model itself, as before servers.
+        urls = {"cli_mempipe_serve": served.url, "cli_in_process": ""}
         if find_spec("llama_cpp") is not None:
             from mempipe.engine.models import default_gguf
 
@@ -281,7 +284,7 @@ def main() -> None:
                 sys.executable, "-m", "llama_cpp.server", "--model", str(default_gguf()),
                 "--n_ctx", "8192", "--logits_all", "true"], probe="/v1/models")
             urls["llamacpp"] = others["llamacpp"].url
-        result["whosaid"] = whosaid(pairs, args.limit, urls, args.llamacpp_limit)
+        result["whosaid"] = whosaid(pairs, args.limit, urls, args.few)
         result["llamacpp"] = "llamacpp" in others
     finally:
         served.kill()

@@ -71,6 +71,7 @@ class _Body(BaseModel):
 
 
 class _Sampling(_Body):
+    n: int = Field(default=1, ge=1, le=1)  # one choice per request
     temperature: float = Field(default=1.0, ge=0.0, le=2.0)
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
     top_k: int = Field(default=0, ge=0)
@@ -85,6 +86,7 @@ class _Sampling(_Body):
 class ChatBody(_Sampling):
     messages: list[Message] = Field(min_length=1)
     max_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)  # its newer name
 
 
 class CompletionBody(_Sampling):
@@ -124,14 +126,19 @@ class Service:
     failed: MempipeError | None = None
     _slots: anyio.Semaphore | None = None
 
-    @asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        """A place among the requests the engine holds; 429 when too many wait."""
+    def check_room(self) -> None:
+        """429 where the engine is full and too many requests already wait."""
         if self._slots is None:
             self._slots = anyio.Semaphore(self.limits.concurrent)
         if self._slots.value == 0 and self.waiting >= self.limits.waiting:
             raise Refused(429, "too many requests waiting; try again",
                           headers={"Retry-After": "1"})
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """A place among the requests the engine holds; 429 when too many wait."""
+        self.check_room()
+        assert self._slots is not None
         self.waiting += 1
         try:
             await self._slots.acquire()
@@ -289,10 +296,12 @@ class Service:
 
     async def chat(self, request: Request) -> Response:
         body = await self._body(request, ChatBody)
-        wanted = self._request(body, self._max_tokens(body.max_tokens, 256), body.messages)
+        asked = body.max_completion_tokens or body.max_tokens
+        wanted = self._request(body, self._max_tokens(asked, 256), body.messages)
         made = {"id": f"chatcmpl-{secrets.token_hex(12)}", "created": int(time.time()),
                 "model": self.engine.name}
         if body.stream:
+            self.check_room()  # before the status goes out with the stream
             return StreamingResponse(self._chat_events(wanted, made),
                                      media_type="text/event-stream")
         async with self.slot():

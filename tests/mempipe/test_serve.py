@@ -129,6 +129,11 @@ def test_bad_requests_get_a_json_error_naming_the_field(served) -> None:
     other = httpx.post(chat, json={"model": "gpt-9", "messages": [
         {"role": "user", "content": "hi"}]})
     assert other.status_code == 404 and other.json()["error"]["param"] == "model"
+    several = httpx.post(chat, json={"messages": [{"role": "user", "content": "hi"}], "n": 2})
+    assert several.status_code == 422 and several.json()["error"]["param"] == "n"
+    newer = httpx.post(chat, json={"messages": [{"role": "user", "content": "hi"}],
+                                   "max_completion_tokens": 3, "temperature": 0})
+    assert newer.status_code == 200 and newer.json()["usage"]["completion_tokens"] <= 3
     long = httpx.post(chat, json={"messages": [{"role": "user", "content": "word " * 9000}],
                                   "max_tokens": 8})
     assert long.status_code == 400 and "positions" in long.json()["error"]["message"]
