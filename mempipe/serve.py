@@ -70,7 +70,22 @@ class _Body(BaseModel):
     model: str | None = None
 
 
+class Extension(BaseModel):
+    """mempipe's extension field `mempipe` of a completion: the memory tiers, read from
+    the server's own memory store (its MEMPIPE_HOME)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # "reader": the memory reader (memory train-reader); a namespace: the adapter
+    # `mempipe memory train NAMESPACE` made of it (tier 3).
+    adapter: str | None = None
+    # Passages whose key/value memories (remember --tier kv) go where a message holds
+    # <|mempipe:memories|> (tier 2), read without a prefill.
+    memories: list[int] = Field(default_factory=list, max_length=256)
+
+
 class _Sampling(_Body):
+    mempipe: Extension | None = None
     n: int = Field(default=1, ge=1, le=1)  # one choice per request
     temperature: float = Field(default=1.0, ge=0.0, le=2.0)
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
@@ -288,16 +303,52 @@ class Service:
         return tokens
 
     def _request(self, body: _Sampling, max_tokens: int, messages: list[Message],
-                 prompt: str | None = None) -> GenerationRequest:
+                 prompt: str | None = None, tiers: dict[str, Any] | None = None
+                 ) -> GenerationRequest:
         return GenerationRequest(messages=messages, prompt=prompt, max_tokens=max_tokens,
                                  temperature=body.temperature, top_p=body.top_p,
                                  top_k=body.top_k, seed=body.seed, stop=body.stops(),
-                                 budget=2**31, agent="request")  # positions bound it
+                                 budget=2**31, agent="request",  # positions bound it
+                                 **(tiers or {}))
+
+    async def _tiers(self, extension: Extension | None) -> dict[str, Any]:
+        """The memories and adapter a request's `mempipe` field names, loaded."""
+        if extension is None:
+            return {}
+        return await anyio.to_thread.run_sync(self._load_tiers, extension)
+
+    def _load_tiers(self, extension: Extension) -> dict[str, Any]:
+        from mempipe.memory import Memory, kv, params, reader
+        from mempipe.memory.store import Store
+
+        engine, found = self.engine, {}
+        if extension.adapter == "reader":
+            found["adapter"] = reader.load(engine)
+        elif extension.adapter is not None:
+            store = Store()
+            if extension.adapter not in store.namespaces():
+                raise Refused(422, f"mempipe.adapter: no namespace {extension.adapter!r} "
+                              "here", "mempipe.adapter")
+            found["adapter"], _ = params.load(Memory(extension.adapter, store), engine)
+        if extension.adapter is not None and found["adapter"] is None:
+            raise Refused(422, f"mempipe.adapter: {extension.adapter} has no adapter for "
+                          "this model", "mempipe.adapter")
+        if extension.memories:
+            blobs, corrupt = Store().kv(extension.memories)
+            missing = [i for i in extension.memories if i not in blobs]
+            if missing:
+                what = "fail their checksum" if corrupt else "have no key/value memories"
+                raise Refused(422, f"mempipe.memories: passages {missing} {what}",
+                              "mempipe.memories")
+            found["memories"] = [kv.load(blobs[i], engine.fingerprint)
+                                 for i in extension.memories]
+        return found
 
     async def chat(self, request: Request) -> Response:
         body = await self._body(request, ChatBody)
         asked = body.max_completion_tokens or body.max_tokens
-        wanted = self._request(body, self._max_tokens(asked, 256), body.messages)
+        wanted = self._request(body, self._max_tokens(asked, 256), body.messages,
+                               tiers=await self._tiers(body.mempipe))
         made = {"id": f"chatcmpl-{secrets.token_hex(12)}", "created": int(time.time()),
                 "model": self.engine.name}
         if body.stream:
@@ -351,9 +402,15 @@ class Service:
             counts = self.engine.count_tokens(prompts)
             return JSONResponse({**made, "choices": choices, "usage": _usage(sum(counts), 0)})
 
+        if body.mempipe and body.mempipe.memories:
+            raise Refused(422, "mempipe.memories: memories are read where a chat message "
+                          "holds their mark: use /v1/chat/completions", "mempipe.memories")
+        tiers = await self._tiers(body.mempipe)
+
         async def one(prompt: str) -> Any:
             async with self.slot():
-                return await self.engine.generate(self._request(body, max_tokens, [], prompt))
+                return await self.engine.generate(self._request(body, max_tokens, [], prompt,
+                                                                tiers))
 
         async def every() -> list[Any]:
             done: list[Any] = [None] * len(prompts)

@@ -211,3 +211,34 @@ def test_serve_refuses_what_it_cannot_serve_in_one_line() -> None:
                        f"cannot listen on 127.0.0.1:{port}")
     one_line_error(mempipe("serve", "--host", "0.0.0.0", "--port", str(free_port())), 2,
                    "needs --api-key")
+
+
+def test_the_memory_tiers_are_reachable_through_the_extension_field(served, local) -> None:
+    """`mempipe: {memories: [...], adapter: ...}` reads the server's own store: the
+    answer is the one the engine gives in process with the same memories and adapter."""
+    from mempipe.engine.base import MEMORIES
+    from mempipe.memory import Memory, kv, params
+    from mempipe.memory.store import Store
+
+    url, _ = served
+    books = Memory("books")
+    books.remember("Alice met the Queen of Hearts. The Queen said: off with her head!")
+    books.encode_kv(local)
+    ids = [p.id for p in Store().passages("books")]
+    blobs, _ = Store().kv(ids)
+    adapter = local.new_adapter(2, about={"namespace": "books",
+                                          "content": params.content(books)})
+    adapter.save(params.path_for("books", local.fingerprint))
+    messages = [Message(role="user", content=f"{MEMORIES}\n\nWho said off with her head?")]
+    here = anyio.run(local.generate, GenerationRequest(
+        messages=messages, max_tokens=8, agent="test", adapter=adapter,
+        memories=[kv.load(blobs[i], local.fingerprint) for i in ids]))
+    body = {"messages": [m.model_dump() for m in messages], "max_tokens": 8,
+            "temperature": 0, "mempipe": {"memories": ids, "adapter": "books"}}
+    there = httpx.post(f"{url}/chat/completions", json=body)
+    assert there.status_code == 200, there.text
+    assert there.json()["choices"][0]["message"]["content"] == here.text
+    missing = httpx.post(f"{url}/chat/completions", json={**body, "mempipe": {"adapter": "x"}})
+    assert missing.status_code == 422 and missing.json()["error"]["param"] == "mempipe.adapter"
+    unknown = httpx.post(f"{url}/chat/completions", json={**body, "mempipe": {"memories": [999]}})
+    assert unknown.status_code == 422 and "999" in unknown.json()["error"]["message"]
