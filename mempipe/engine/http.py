@@ -15,6 +15,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
+
 from mempipe.engine.base import Capability, Generation, GenerationRequest, Message
 from mempipe.engine.local import LocalEngine
 from mempipe.engine.server import Server, ServerGone, api_key, raise_for, split_url
@@ -232,7 +234,9 @@ class HTTPEngine:
         return body
 
     async def generate(self, request: GenerationRequest) -> Generation:
-        body = self._body(request, stream=False)
+        # Counting the prompt may ask the server: off the event loop, so that concurrent
+        # requests do not queue behind it.
+        body = await anyio.to_thread.run_sync(self._body, request, False)
         started = time.perf_counter()
         response = await self.server.apost("/v1/chat/completions", body)
         raise_for(response, self.server)
@@ -246,7 +250,7 @@ class HTTPEngine:
                           else "stop")
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[str]:
-        body = self._body(request, stream=True)
+        body = await anyio.to_thread.run_sync(self._body, request, True)
         async for event in self.server.events("/v1/chat/completions", body):
             for choice in event.get("choices", []):
                 if piece := (choice.get("delta") or {}).get("content"):
