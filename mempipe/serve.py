@@ -25,6 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from mempipe.concurrent import gather
 from mempipe.engine import torch_thread
 from mempipe.engine.base import GenerationRequest, Message
 from mempipe.engine.local import LocalEngine
@@ -412,18 +413,8 @@ class Service:
                 return await self.engine.generate(self._request(body, max_tokens, [], prompt,
                                                                 tiers))
 
-        async def every() -> list[Any]:
-            done: list[Any] = [None] * len(prompts)
-
-            async def run(i: int) -> None:
-                done[i] = await one(prompts[i])
-
-            async with anyio.create_task_group() as tasks:
-                for i in range(len(prompts)):
-                    tasks.start_soon(run, i)
-            return done
-
-        done = await _unless_disconnected(request, every())
+        # Every prompt at once: the slots bound what the engine holds.
+        done = await _unless_disconnected(request, gather(one, prompts, len(prompts)))
         choices = [{"index": i, "text": (p if body.echo else "") + d.text, "logprobs": None,
                     "finish_reason": d.finish_reason}
                    for i, (p, d) in enumerate(zip(prompts, done))]

@@ -84,6 +84,12 @@ def test_the_served_model_answers_as_it_does_in_process(served, local) -> None:
     options = ["the Queen", "the Queen of Hearts", "Alice", "a long answer of many words"]
     assert remote.score(QUESTION, options) == pytest.approx(local.score(QUESTION, options),
                                                             abs=1e-3)
+    raw = ["Once upon a time", "The Queen said"]
+    written = httpx.post(f"{url}/completions", json={"prompt": raw, "max_tokens": 4,
+                                                      "temperature": 0}).json()["choices"]
+    assert [c["text"] for c in sorted(written, key=lambda c: c["index"])] == [
+        anyio.run(local.generate, GenerationRequest(messages=[], prompt=p, max_tokens=4,
+                                                    agent="test")).text for p in raw]
     text = "Alice was beginning to get very tired of sitting by her sister on the bank."
     near = [(a, b) for a, b, _ in local.surprise(text)]
     assert [(a, b) for a, b, _ in remote.surprise(text)] == near
