@@ -47,7 +47,8 @@ class HTTPEngine:
     _served: Served | None = None
     _counts: dict[str, int] = field(default_factory=dict)
     _framed: dict[tuple[tuple[str, str], ...], int] = field(default_factory=dict)
-    _untokenizing: set[str] = field(default_factory=set)  # tokenize paths the server lacks
+    # the tokenize forms the server lacks: "list" (mempipe serve's), or a path
+    _untokenizing: set[str] = field(default_factory=set)
     _echoes: str | None = None  # how the server echoes log-probabilities (_echo_form)
     _local: LocalEngine | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -142,10 +143,11 @@ class HTTPEngine:
     def _tokenize(self, texts: list[str]) -> list[int]:
         """Token counts from the server: in one request where it takes a list (`mempipe
         serve`), else one request per text, in the first form the server knows."""
-        name = self.served.name
-        response = self.server.post("/tokenize", {"model": name, "prompt": texts})
-        if response.status_code == 200 and "counts" in response.json():
-            return [int(n) for n in response.json()["counts"]]
+        if "list" not in self._untokenizing:
+            response = self.server.post("/tokenize", {"model": self.name, "prompt": texts})
+            if response.status_code == 200 and "counts" in response.json():
+                return [int(n) for n in response.json()["counts"]]
+            self._untokenizing.add("list")  # asked once, not before every count
         return [self._tokenize_one(t) for t in texts]
 
     def _tokenize_one(self, text: str) -> int:
