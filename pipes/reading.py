@@ -153,6 +153,17 @@ def spans(text: str, question: str) -> list[str]:
     return [s for s in found if _holds(s, kind)] or list(found)
 
 
+def typed(text: str, question: str) -> list[str]:
+    """The spans of `text` that are what a question asking for a number or a time asks
+    for (they hold one), in the text's order; none for another kind of question, or where
+    the text holds no such span. A small model writes numbers the text does not hold
+    ("12 years old" for "fifteen"); chosen among the text's own, it rarely errs."""
+    kind = kind_of(question)
+    if kind not in ("number", "time"):
+        return []
+    return [s for s in spans(text, question) if _holds(s, kind)]
+
+
 def _holds(span: str, kind: str) -> bool:
     said = [_NUMBERS.get(w, w) for w in words(span)]
     if kind == "number":
@@ -169,16 +180,16 @@ def grounded(answer: str, evidence: str, question: str) -> bool:
     words of its own beyond the question's (an echo answers nothing), and at least half
     of them occur in the evidence (the rest is invention). Stems are compared, so
     "hedgehogs" is grounded by "hedgehog"."""
-    asked = {_stem(w) for w in words(question)}
-    said = [_stem(w) for w in words(answer) if w not in FUNCTION_WORDS]
+    asked = {stem(w) for w in words(question)}
+    said = [stem(w) for w in words(answer) if w not in FUNCTION_WORDS]
     own = [w for w in said if w not in asked]
     if not own:
         return False
-    shown = {_stem(w) for w in words(evidence)}
+    shown = {stem(w) for w in words(evidence)}
     return sum(w in shown for w in own) * 2 >= len(own)
 
 
-def _stem(word: str) -> str:
+def stem(word: str) -> str:
     """A word's crude stem, a digit's number word: what `grounded` compares."""
     word = _NUMBERS.get(word, word)
     for suffix in ("ing", "ed", "es", "s"):

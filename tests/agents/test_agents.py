@@ -21,20 +21,27 @@ def test_chunk_is_token_aware_and_keeps_spans(engine) -> None:
     assert [p.meta["chunk"] for p in pieces] == list(range(len(pieces)))
 
 
-def test_summarize_reduces_hierarchically_within_budget(engine) -> None:
+def test_summarize_retells_each_part_within_budget_or_keeps_its_own_sentence(engine) -> None:
     trace = Trace()
-    [summary] = summarize(words=20, budget=256).pipeline().items(TEXT, engine=engine,
+    [summary] = summarize(words=60, budget=256).pipeline().items(TEXT, engine=engine,
                                                                  trace=trace)
-    assert summary.meta["pieces"] > 10 and summary.meta["levels"] >= 2
-    assert len(summary.text.split()) <= 20
+    assert summary.meta["pieces"] == 60 // 22
+    assert len(summary.text.split()) <= 60
     assert summary.span == (0, len(TEXT))
-    assert all(c.tokens_in + 20 * 2 <= 256 for c in trace.calls)
-    assert trace.stages[1].calls == len(trace.calls) > summary.meta["pieces"]
+    assert all(c.tokens_in + 44 <= 256 for c in trace.calls)
+    # A random model's retellings never pass the checks: every sentence is the input's.
+    for sentence in summary.text.split(". "):
+        assert sentence.rstrip(".") + "." in TEXT, sentence
 
 
-def test_summarize_refuses_a_word_limit_its_budget_cannot_hold(engine) -> None:
-    with pytest.raises(StageError, match="--words 500 leaves no room in a --budget of 512"):
-        summarize(words=500, budget=512).run(TEXT, engine=engine)
+def test_summarize_refuses_a_budget_that_holds_no_part(engine) -> None:
+    with pytest.raises(StageError, match="a --budget of 64 tokens leaves no room"):
+        summarize(words=100, budget=64).run(TEXT, engine=engine)
+
+
+def test_summarize_refuses_input_without_sentences(engine) -> None:
+    with pytest.raises(StageError, match="nothing to summarize"):
+        summarize().run("CHAPTER I\n\nCHAPTER II", engine=engine)
 
 
 def test_ask_narrows_long_input_to_relevant_passages(engine) -> None:
@@ -91,16 +98,3 @@ def test_function_agents_can_call_the_model_and_drop_items(engine) -> None:
 
     out = keep_long().pipeline().items(["tiny", "long enough"], engine=engine)
     assert len(out) == 1 and Seen.prompts == ["long enough"]
-
-
-def test_summaries_at_their_longest_still_merge_two_at_a_time() -> None:
-    from mempipe.agents.summarize import NUMBERING, _pack
-
-    class Words:
-        def count_tokens(self, texts: list[str]) -> list[int]:
-            return [len(text.split()) for text in texts]
-
-    longest = 40  # tokens: a summary's max_tokens
-    texts = [" ".join(["word"] * longest)] * 5
-    groups = _pack(texts, 2 * (longest + NUMBERING), Words())  # the least room allowed
-    assert [len(group) for group in groups] == [2, 2, 1]

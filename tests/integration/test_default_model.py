@@ -47,6 +47,14 @@ def test_summary_of_alice_names_alice_and_three_others(alice_summary: str) -> No
     assert len(alice_summary.split()) <= 150
 
 
+def test_summary_of_alice_invents_no_name(alice_summary: str) -> None:
+    from mempipe.memory.query import words
+
+    book = set(words(ALICE.read_text()))
+    invented = [n for n in names(alice_summary, "") if not set(words(n)) <= book]
+    assert not invented, (invented, alice_summary)
+
+
 def test_ask_about_the_summary(alice_summary: str) -> None:
     # Which character the 135M model picks depends on how the summary came out; what ask
     # promises is a name its evidence (the summary, read whole) holds.
