@@ -21,6 +21,8 @@ _NUMBER_WORDS = ("zero one two three four five six seven eight nine ten eleven t
                  "thirty forty fifty sixty seventy eighty ninety hundred thousand half dozen")
 _NUMBERS = dict(zip([*map(str, range(21)), *map(str, range(30, 100, 10)), "100", "1000"],
                     _NUMBER_WORDS.split()[:-2], strict=True))  # "12" is grounded by "twelve"
+# Number words that count ("one" is as often a pronoun: "when one eats").
+_COUNTS = frozenset(_NUMBER_WORDS.split()) - {"one"}
 SPAN_WORDS = 4  # an answer chosen from the text is a few words
 MAX_SPANS = 64  # scored in one batch, the first in the text first
 # Below this geometric mean probability of its tokens, a span the model chose is not
@@ -45,6 +47,7 @@ RELEVANT = 0.2
 _CHAPTER = re.compile(r"^\s*(?:chapter|book|part|volume|section|canto|act|scene)\b"
                       r"[\s.]*(?:[ivxlcdm]+|\d+|[a-z]+)\b", re.IGNORECASE)
 
+_QUESTION_WORD = re.compile(r"\b(?:who|whom|whose|what|which|where|when|why|how)\b", re.I)
 # What a question asks for, by the question word that says so.
 _KINDS = [
     ("number", re.compile(r"\bhow\s+(?:many|much|far|long|tall|high|deep|old|large|big|"
@@ -67,7 +70,10 @@ def kind_of(question: str) -> str:
     the first question word decides ("Where ... when ...?" asks for a place)."""
     found = [(m.start(), i) for i, (_, pattern) in enumerate(_KINDS)
              if (m := pattern.search(question))]
-    return _KINDS[min(found)[1]][0] if found else "thing"
+    first = _QUESTION_WORD.search(question)
+    if not found or (first and min(found)[0] > first.start()):
+        return "thing"  # "Which bird ... when ...?": the first question word asks no kind
+    return _KINDS[min(found)[1]][0]
 
 
 def is_structure(sentence: str) -> bool:
@@ -166,10 +172,11 @@ def typed(text: str, question: str) -> list[str]:
 
 def _holds(span: str, kind: str) -> bool:
     said = [_NUMBERS.get(w, w) for w in words(span)]
+    counted = [w for w in said if w in _COUNTS]
     if kind == "number":
-        return any(w in _NUMBER_WORDS.split() for w in said)
+        return bool(counted)
     if kind == "time":
-        return any(w in _TIMES or w in _NUMBER_WORDS.split() for w in said)
+        return bool(counted) or any(w in _TIMES for w in said)
     if kind == "person":
         return span[0].isupper()
     return True

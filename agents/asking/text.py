@@ -42,7 +42,8 @@ async def who_said(question: Question, contexts: list[Item], ctx: Context) -> It
 async def read(question: Question, texts: list[Item], ctx: Context) -> Item:
     """Any other question: the sentences that bear most on it are its evidence (never
     a heading). For a question that asks for someone the model chooses among the
-    names they hold; otherwise it writes, loops cut. Where what it wrote only echoes
+    names they hold, for a number or a time among their spans that hold one; otherwise
+    it writes, loops cut. Where what it wrote only echoes
     the question or says what the evidence does not, it chooses among the best
     sentence's short spans instead, and where it is unsure even of those, abstains."""
     found = await anyio.to_thread.run_sync(reading.evidence, question.text, texts,
@@ -52,9 +53,10 @@ async def read(question: Question, texts: list[Item], ctx: Context) -> Item:
     ctx.note("answered from text")
     evidence = question.fit(found, ctx)
     shown = " ".join(w.text for w in evidence)
-    options = []
     if reading.kind_of(question.text) == "person":
         options = names(shown, question.text)[:MAX_OPTIONS]
+    else:
+        options = reading.typed(shown, question.text)[:reading.MAX_SPANS]
     if options:
         chosen, _ = await best_of(ctx, question.prompt(evidence), options)
         return question.answer(chosen, evidence, options=len(options))

@@ -55,3 +55,22 @@ def test_a_written_answer_must_say_something_and_only_what_the_evidence_says() -
     assert not grounded("The balls were used.", shown, question)  # an echo of the question
     assert not grounded("A bank in London owned them.", shown, question)  # invented
     assert not grounded("", shown, question)
+
+
+def test_the_first_question_word_decides_the_kind_even_with_a_clause_after_it() -> None:
+    from mempipe.pipes.reading import kind_of
+
+    assert kind_of("Which bird spoke to the girl when her neck had grown long?") == "thing"
+    assert kind_of("In which county is the old house?") == "place"
+    assert kind_of("By what feast day was the tenant to arrive?") == "time"
+    assert kind_of("How far did she walk when the rain began?") == "number"
+
+
+def test_a_number_question_is_offered_the_evidence_spans_that_count() -> None:
+    from mempipe.pipes.reading import typed
+
+    evidence = "When one eats too much, one grows. The door was fifteen inches high."
+    found = typed(evidence, "How tall was the door?")
+    assert found and all("fifteen" in s for s in found)
+    assert typed(evidence, "What did the door look like?") == []
+    assert typed("Nothing here counts, not one thing.", "How many doors were there?") == []
