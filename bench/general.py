@@ -102,7 +102,7 @@ def run_book(book: Path, qa: Path, limit: int | None, k: int, baselines: bool = 
             "confidence": meta.get("confidence"),
             "recalled_evidence": any(holds(p.span, at, length) for p in recalled),
             "cited_evidence": any(holds(s, at, length) for s in cited),  # type: ignore[arg-type]
-            "without_model": meta.get("options") == 1,  # one span: nothing to choose
+            "without_model": meta.get("options") == 1 or bool(meta.get("decided")),
             "bm25_answer": bm25_answer, "bm25_correct": correct(bm25_answer, q["answers"]),
             "gold_answer": gold_answer, "gold_correct": correct(gold_answer, q["answers"]),
         })

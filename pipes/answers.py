@@ -51,3 +51,32 @@ def names(text: str, question: str) -> list[str]:
             counts[name] = counts.get(name, 0) + 1
     return sorted(counts, key=lambda name: -counts[name])  # a stable sort keeps first seen
 
+
+
+# Who says a quotation, where the text says so next to it: “...,” said the Hatter /
+# “...” the Hatter said / "...," replied Elizabeth.
+_SPEECH = (r"(?:said|says|cried|replied|asked|answered|added|continued|exclaimed|shouted|"
+           r"whispered|remarked|repeated|returned|observed|thought|began|screamed|muttered|"
+           r"called|interrupted|pleaded|sighed|went\s+on)")
+_SPEAKER = rf"(?:(?:the|The)\s+)?(?:{TITLES}\.?\s+)?[A-Z][\w'’-]*(?:\s+[A-Z][\w'’-]*)*"
+_ATTRIBUTION = re.compile(rf"\s*,?\s*(?:{_SPEECH}\s+(?P<after>{_SPEAKER})"
+                          rf"|(?P<before>{_SPEAKER})\s+{_SPEECH}\b)")
+_QUOTATION = re.compile(r"“([^”]*)”|\"([^\"]*)\"")
+
+
+def attributed(text: str, phrase: str) -> str:
+    """The speaker the text names right after the quotation that holds `phrase` ("" where
+    it names none there): a quotation's attribution decides who said it, whatever the
+    model would choose."""
+    wanted = " ".join(words(phrase))
+    for match in _QUOTATION.finditer(text):
+        quoted = " ".join(words(match.group(1) or match.group(2) or ""))
+        if not wanted or wanted not in quoted:
+            continue
+        said = _ATTRIBUTION.match(text, match.end())
+        if said:
+            name = said.group("after") or said.group("before")
+            name = _POSSESSIVE.sub("", _ARTICLE.sub("", re.sub(r"^(?:the|The)\s+", "", name)))
+            if set(words(name)) - FUNCTION_WORDS:  # "she said" names nobody
+                return " ".join(name.split())
+    return ""

@@ -13,9 +13,9 @@ from mempipe.agents.asking.question import SYSTEM, Question, best_of, best_windo
 from mempipe.errors import UsageError
 from mempipe.item import Item
 from mempipe.memory.embed import default_embedder
-from mempipe.memory.query import asks_for_someone
+from mempipe.memory.query import asks_for_someone, phrases
 from mempipe.pipes import reading
-from mempipe.pipes.answers import MAX_OPTIONS, names
+from mempipe.pipes.answers import MAX_OPTIONS, attributed, names
 from mempipe.pipes.cleanup import cut_loop
 from mempipe.pipes.context import Context
 
@@ -28,9 +28,14 @@ async def who_said(question: Question, contexts: list[Item], ctx: Context) -> It
     and for a question that asks for someone, the model chooses among its names."""
     ctx.note("answered from text")
     evidence = question.fit(best_windows(question.text, contexts)[:1], ctx)
+    shown = " ".join(w.text for w in evidence)
     options = []
     if asks_for_someone(question.text):
-        options = names(" ".join(w.text for w in evidence), question.text)[:MAX_OPTIONS]
+        speaker = next(filter(None, (attributed(shown, p) for p in phrases(question.text))), "")
+        if speaker:
+            ctx.note(f"the text names {speaker!r} as the speaker: decided without the model")
+            return question.answer(speaker, evidence, decided="attribution")
+        options = names(shown, question.text)[:MAX_OPTIONS]
     if options:
         answer, _ = await best_of(ctx, question.prompt(evidence), options)
     else:

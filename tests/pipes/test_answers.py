@@ -1,3 +1,5 @@
+import pytest
+
 from mempipe.memory.query import asks_for_someone
 from mempipe.pipes.answers import names
 
@@ -18,3 +20,22 @@ def test_names_leave_out_the_question_and_articles() -> None:
     again = text + " Alice saw that Mr. Darcy's coat left."
     assert names(again, "Who told Alice to stop?")[:2] == ["Mr. Darcy", "Mock Turtle"]
 
+
+
+@pytest.mark.parametrize(("text", "phrase", "speaker"), [
+    ("“We must burn the house down!” said the Rabbit’s voice; and Alice called out",
+     "We must burn the house down", "Rabbit"),
+    ("“Come, let’s try the first figure!” said the Mock Turtle to the Gryphon.",
+     "Come, let’s try the first figure", "Mock Turtle"),
+    ('"You mistake me, my dear," replied Mr. Bennet.', "You mistake me", "Mr. Bennet"),
+    ("“Stop it now,” Alice cried.", "Stop it now", "Alice"),
+    ('"My dear Mr. Bennet," said his lady to him one day.', "My dear Mr. Bennet", ""),
+    ("“Stop it now,” she said.", "Stop it now", ""),
+    ("“Stop it now.” “Why?” said Tom.", "Stop it now", ""),
+    ("“Something else,” said the Queen.", "Stop it now", ""),
+])
+def test_a_quotation_is_attributed_to_whom_the_text_names_next_to_it(
+        text: str, phrase: str, speaker: str) -> None:
+    from mempipe.pipes.answers import attributed
+
+    assert attributed(text, phrase) == speaker
