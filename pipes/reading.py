@@ -23,6 +23,12 @@ _NUMBERS = dict(zip([*map(str, range(21)), *map(str, range(30, 100, 10)), "100",
                     _NUMBER_WORDS.split()[:-2], strict=True))  # "12" is grounded by "twelve"
 # Number words that count ("one" is as often a pronoun: "when one eats").
 _COUNTS = frozenset(_NUMBER_WORDS.split()) - {"one"}
+_PLACE_WORDS = frozenset({
+    "in", "on", "at", "under", "into", "onto", "to", "from", "near", "by", "over", "behind",
+    "inside", "beside", "across", "through", "down", "up", "towards", "toward", "beneath",
+    "below", "above", "within", "upon", "outside", "around", "along", "between"})
+_DETERMINERS = frozenset({"the", "a", "an", "her", "his", "their", "its", "my", "your", "our",
+                          "this", "that", "some"})
 SPAN_WORDS = 4  # an answer chosen from the text is a few words
 MAX_SPANS = 64  # scored in one batch, the first in the text first
 # Below this geometric mean probability of its tokens, a span the model chose is not
@@ -141,10 +147,12 @@ def _inside(part: Item, whole: Item) -> bool:
 def spans(text: str, question: str) -> list[str]:
     """The short spans of `text` a question could be answered by, in the text's order:
     runs of 1 to SPAN_WORDS words within a clause, neither beginning nor ending with a
-    function word, not made only of the question's own words, and for a question that
-    asks for a number, a time or a person, holding one where any do."""
+    function word, not made only of the question's own words; for a question that asks
+    for a number, a time or a person, holding one where any do; for a place, governed by
+    a place preposition (none where none is)."""
     asked = set(words(question))
     found: dict[str, None] = {}
+    placed: dict[str, None] = {}  # spans a place preposition governs: "on (the) bank"
     for clause in _CLAUSE.findall(_TITLE_STOP.sub("\\1\x00", " ".join(text.split()))):
         tokens = [t.replace("\x00", ".") for t in _TOKEN.findall(clause)]
         for n in range(1, SPAN_WORDS + 1):
@@ -155,8 +163,21 @@ def spans(text: str, question: str) -> list[str]:
                     continue
                 if not set(words(" ".join(run))) <= asked | FUNCTION_WORDS:
                     found[" ".join(run)] = None
+                    if _after_place_word(tokens[:i]):
+                        placed[" ".join(run)] = None
     kind = kind_of(question)
+    if kind == "place":  # a place is where a preposition says it is, or no span is one
+        return list(placed)
     return [s for s in found if _holds(s, kind)] or list(found)
+
+
+def _after_place_word(before: list[str]) -> bool:
+    """Whether the words just before a span end with a place preposition, perhaps with
+    an article or possessive after it ("under the", "in her")."""
+    said = [w.lower() for w in before[-2:]]
+    if said and said[-1] in _DETERMINERS:
+        said = said[:-1]
+    return bool(said) and said[-1] in _PLACE_WORDS
 
 
 def typed(text: str, question: str) -> list[str]:

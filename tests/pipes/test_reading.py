@@ -74,3 +74,13 @@ def test_a_number_question_is_offered_the_evidence_spans_that_count() -> None:
     assert found and all("fifteen" in s for s in found)
     assert typed(evidence, "What did the door look like?") == []
     assert typed("Nothing here counts, not one thing.", "How many doors were there?") == []
+
+
+def test_a_place_question_is_offered_only_what_a_place_preposition_governs() -> None:
+    from mempipe.pipes.reading import spans
+
+    found = spans("She was lying on the bank, with her head in the lap of her sister.",
+                  "Where was she lying?")
+    assert "bank" in found and "lap of her sister" in found
+    assert "head" not in found and "sister" not in found
+    assert spans("Please would you tell me, said the girl.", "Where did she go?") == []
