@@ -43,13 +43,23 @@ def test_recall_from_an_unknown_namespace_is_a_clear_error(engine) -> None:
         recall("x", "nowhere").pipeline().run(engine=engine)
 
 
-def test_ask_from_memory_chooses_a_name_from_the_sentence_it_cites(book, engine) -> None:
+def test_ask_from_memory_takes_the_speaker_the_cited_sentence_names(book, engine) -> None:
     (read(str(book)) | remember("books")).run(engine=engine)
     trace = Trace()
     [answer] = ask('Who said "The tarts are in the blue cupboard"?', from_="books"
                    ).pipeline().items(engine=engine, trace=trace)
     [cited] = answer.meta["sources"]
     assert book.read_text()[cited["span"][0]:cited["span"][1]] == NEEDLE
+    assert answer.text == "Knave" and answer.meta["decided"] == "attribution"
+    assert trace.calls == []  # the text said who: the model was not asked
+
+
+def test_ask_chooses_a_name_from_the_sentence_where_it_names_no_speaker(engine) -> None:
+    text = " ".join([*LINES[:40], "The Knave told the Dormouse “the tarts are in the blue "
+                     "cupboard” and left.", *LINES[40:80]])
+    trace = Trace()
+    [answer] = ask('Who said "the tarts are in the blue cupboard"?').pipeline().items(
+        text, engine=engine, trace=trace)
     assert answer.text in ("Knave", "Dormouse")  # chosen from the cited sentence's names
     assert trace.calls[0].output.startswith("chose")
 

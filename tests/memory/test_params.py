@@ -107,7 +107,8 @@ def test_tier_auto_takes_the_adapter_when_sure_then_memories_then_text(engine, m
                                                                         trace=trace)
         return item.meta.get("tier", "text"), "; ".join(trace.stages[0].notes)
 
-    assert answered() == ("text", "answered from text")  # no adapter, no memories
+    assert answered() == ("text", "answered from text; the text names 'Queen' as the "
+                          "speaker: decided without the model")  # no adapter, no memories
     monkeypatch.setattr(params, "CONFIDENT", 0.0)
     params.train(books, engine, teacher("books", engine), count=8, epochs=1, rank=2)
     tier, note = answered()  # a quote within one taught
