@@ -50,7 +50,7 @@ class Summarize(ReduceAgent):
         parts = max(1, self.words // per_sentence)
         found = await anyio.to_thread.run_sync(
             extracts.extract, collected, parts, default_embedder(),
-            lambda texts: ctx.count_tokens(texts), room)
+            ctx.count_tokens, room)
         if not found:
             raise UsageError("nothing to summarize: the input holds no sentences")
 

@@ -52,8 +52,7 @@ def extract(items: list[Item], parts: int, embedder: Embedder,
     sentences = [s for s in sentences if len(s.split()) >= MIN_WORDS]
     if not sentences:
         return []
-    whole = " ".join(sentences)
-    main = [words(n) for n in names(whole, "")[:MAIN_NAMES]]
+    main = [words(n) for n in names(" ".join(sentences), "")[:MAIN_NAMES]]
     vectors = embedder.embed(sentences)
     sizes = count_tokens(sentences)
     found: list[Extract] = []
@@ -73,9 +72,9 @@ def extract(items: list[Item], parts: int, embedder: Embedder,
                 break
         if not chosen:  # every sentence of the part is longer than the room
             continue
-        whole = [i for i in ranked if len(sentences[i].split()) <= SHORT * best_words
+        ended = [i for i in ranked if len(sentences[i].split()) <= SHORT * best_words
                  and _ENDED.search(sentences[i])]
-        best = sentences[(whole or chosen)[0]]
+        best = sentences[(ended or chosen)[0]]
         named |= {n for n in map(" ".join, main) if set(n.split()) <= set(words(best))}
         found.append(Extract(index, " ".join(sentences[i] for i in sorted(chosen)), best))
     return found
