@@ -22,6 +22,7 @@ from mempipe.pipes.answers import names
 from mempipe.pipes.cleanup import trim_words
 from mempipe.pipes.context import Context
 from mempipe.pipes.pipeline import ReduceAgent
+from mempipe.pipes.reading import grounded
 
 SYSTEM = "You retell texts faithfully and briefly, naming the people involved."
 RETELL = ("{text}\n\n---\nRetell the text above in one sentence of at most {words} words. "
@@ -79,7 +80,7 @@ def _unfaithful(sentence: str, shown: str, before: list[str]) -> str:
         return "the retelling said nothing, or no whole sentence"
     if extracts.repeats_itself(sentence):
         return "the retelling repeats itself"
-    if not extracts.grounded(sentence, shown):
+    if not grounded(sentence, shown, share=extracts.GROUNDED):
         return "the retelling says what its extract does not"
     invented = [n for n in names(sentence, "") if not extracts.named_in(n, shown)]
     if invented:

@@ -17,7 +17,7 @@ from mempipe.item import Item
 from mempipe.memory.embed import Embedder
 from mempipe.memory.query import words
 from mempipe.pipes.answers import FUNCTION_WORDS, names
-from mempipe.pipes.reading import is_structure, stem
+from mempipe.pipes.reading import is_structure
 
 SENTENCES = 4        # extracted from each part: what the model retells in one sentence
 MIN_WORDS = 4        # a shorter sentence ("Oh dear!") stands for nothing
@@ -107,14 +107,6 @@ def first_sentence(text: str) -> str:
     spans = sentence_spans(text)
     first = text[spans[0][0]:spans[0][1]].strip() if spans else ""
     return first if first[-1:] in ".!?" or first[-2:-1] in ".!?" else ""
-
-
-def grounded(sentence: str, shown: str) -> bool:
-    """Whether GROUNDED of the sentence's words that say something occur in `shown`
-    (stems compared): the rest would be the model's own."""
-    own = [stem(w) for w in words(sentence) if w not in FUNCTION_WORDS]
-    seen = {stem(w) for w in words(shown)}
-    return bool(own) and sum(w in seen for w in own) >= GROUNDED * len(own)
 
 
 def repeats_itself(sentence: str) -> bool:

@@ -203,10 +203,10 @@ def _holds(span: str, kind: str) -> bool:
     return True
 
 
-def grounded(answer: str, evidence: str, question: str) -> bool:
+def grounded(answer: str, evidence: str, question: str = "", share: float = 0.5) -> bool:
     """Whether a written answer says something, and only what its evidence says: it has
-    words of its own beyond the question's (an echo answers nothing), and at least half
-    of them occur in the evidence (the rest is invention). Stems are compared, so
+    words of its own beyond the question's (an echo answers nothing), and at least
+    `share` of them occur in the evidence (the rest is invention). Stems are compared, so
     "hedgehogs" is grounded by "hedgehog"."""
     asked = {stem(w) for w in words(question)}
     said = [stem(w) for w in words(answer) if w not in FUNCTION_WORDS]
@@ -214,7 +214,7 @@ def grounded(answer: str, evidence: str, question: str) -> bool:
     if not own:
         return False
     shown = {stem(w) for w in words(evidence)}
-    return sum(w in shown for w in own) * 2 >= len(own)
+    return sum(w in shown for w in own) >= share * len(own)
 
 
 def stem(word: str) -> str:
