@@ -16,13 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from mempipe.engine.base import GLOBAL_TOKENS
-from mempipe.engine.llama import (
-    LlamaRunner,
-    _rms_norm,
-    _rotate,
-    grouped_attend,
-    grouped_scores,
-)
+from mempipe.engine.llama import LlamaRunner, _rms_norm, _rotate, attend
 
 CHUNK = 512  # queries read per forward pass
 
@@ -75,18 +69,27 @@ class LambdaReader:
         return written
 
     def _forward(self, ids: list[int]) -> torch.Tensor:
+        """One chunk through every layer.
+
+        A query reads the window's keys at their true distance and, where a global key is
+        out of the window's reach, that key at the capped distance. Both are one SDPA call:
+        queries and keys are twice the head's width, [q rotated at its position, q rotated
+        at `window`] against [window key, 0] and [0, global key un-rotated], so each score
+        is the one its distance calls for; values are [v, 0] and [0, v], and the output is
+        the sum of their halves."""
         runner, device, t = self.runner, self.runner.device, len(ids)
         first = int(self.positions[-1]) + 1 if self.cached else 0
         new = torch.arange(first, first + t, device=device)
         positions = torch.cat([self.positions, new])  # every key's position, then ours
         distance = new[:, None] - positions[None, :]  # (queries, keys)
-        local = (distance >= 0) & (distance < self.window)
+        seen = (distance >= 0) & (distance < self.window)
         g = min(self.n_global, first + t)  # the global keys lead the cache
-        far = (distance[:, :g] >= self.window)  # global keys out of the window's reach
-        cos, sin = runner.rotary(runner.embed[:1], new[None])
-        cos, sin = cos[:, None], sin[:, None]
-        at_window = runner.rotary(runner.embed[:1], torch.full((1, 1), self.window,
-                                                               device=device))
+        far = distance[:, :g] >= self.window  # global keys out of the window's reach
+        capped = bool(far.any())
+        if capped:
+            seen = torch.cat([seen, far], dim=1)
+        cos, sin = runner.angles(new)
+        at_window = runner.angles(torch.tensor(self.window, device=device))
         h = F.embedding(torch.tensor([ids], device=device), runner.embed)
         keep = (positions < self.n_global) | (positions > first + t - 1 - self.window)
         for i, block in enumerate(runner.blocks):
@@ -100,13 +103,31 @@ class LambdaReader:
                 self.keys.append(k)
                 self.values.append(v)
                 self.globals.append(raw)
-            scores = grouped_scores(_rotate(q, cos, sin), k, runner.kv_heads)
-            scores = scores.masked_fill(~local, float("-inf"))
-            if bool(far.any()):  # a global key read as if exactly `window` tokens back
-                capped = grouped_scores(_rotate(q, *at_window), raw, runner.kv_heads)
-                scores[..., :g] = torch.where(far, capped, scores[..., :g])
-            h = runner.finish(block, h, grouped_attend(scores.softmax(-1), v))
+            rotated = _rotate(q, cos, sin)
+            if capped:
+                attended = attend(*_side_by_side(rotated, _rotate(q, *at_window), k, raw, v),
+                                  seen, scale=runner.head_dim ** -0.5)
+                attended = attended[..., :runner.head_dim] + attended[..., runner.head_dim:]
+            else:
+                attended = attend(rotated, k, v, seen)
+            h = runner.finish(block, h, attended)
             self.keys[i], self.values[i] = k[:, :, keep], v[:, :, keep]
             self.globals[i] = raw
         self.positions = positions[keep]
         return _rms_norm(h, runner.norm, runner.eps)[0]
+
+
+def _side_by_side(q: torch.Tensor, q_at_window: torch.Tensor, keys: torch.Tensor,
+                  globals_: torch.Tensor, values: torch.Tensor
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Queries, keys and values twice the head's width (see `_forward`): the window's keys
+    first, then the g global keys read at the capped distance."""
+    g = globals_.shape[2]
+    queries = torch.cat([q, q_at_window], dim=-1)
+    zeros = torch.zeros_like(keys)
+    keys = torch.cat([torch.cat([keys, zeros], -1),
+                      torch.cat([zeros[:, :, :g], globals_], -1)], dim=2)
+    zeros = torch.zeros_like(values)
+    values = torch.cat([torch.cat([values, zeros], -1),
+                        torch.cat([zeros[:, :, :g], values[:, :, :g]], -1)], dim=2)
+    return queries, keys, values

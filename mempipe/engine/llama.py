@@ -231,9 +231,8 @@ class LlamaRunner:
         """Append `ids` (n, t) to cache rows first..first+n at positions starts (n,) onward;
         return the last layer's normalised hidden states (n, t, hidden).
 
-        A first chunk uses SDPA's causal kernel; otherwise (decoding, later chunks)
-        `grouped_scores` and a mask: on a CPU, SDPA with an explicit mask is several times
-        slower for these shapes."""
+        A first chunk uses SDPA's causal kernel; later chunks and decoding steps `attend`
+        with a mask of the keys each query may see."""
         n, t = ids.shape
         positions = starts[:, None] + torch.arange(t, device=self.device)  # (n, t) slots
         end = int(starts.max()) + t
@@ -260,9 +259,7 @@ class LlamaRunner:
                     enable_gqa=self.kv_heads != self.heads)
             else:
                 mask = unseen if hidden_from is None else unseen | hidden_from(i)
-                scores = grouped_scores(q, seen_keys, self.kv_heads)
-                scores = scores.masked_fill(mask[:, None, None], float("-inf"))
-                attended = grouped_attend(scores.softmax(-1), seen_values)
+                attended = attend(q, seen_keys, seen_values, ~mask[:, None])
             h = self.finish(block, h, attended, adapters, i)
         return _rms_norm(h, self.norm, self.eps)
 
@@ -313,6 +310,17 @@ class LlamaRunner:
             cos, sin = cos.view(shape), sin.view(shape)
         return _rotate(keys, cos.to(keys.dtype), sin.to(keys.dtype))
 
+    def angles(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The rotary cosines and sines (..., d) of `positions`, in the model's dtype;
+        computed in float64, so a key far past the trained positions keeps the exact angle
+        to a query near it (float32 angles drift by 0.004 rad at 32K)."""
+        inv_freq = self.rotary.inv_freq.to(torch.float64)
+        angles = positions.to(torch.float64)[..., None] * inv_freq
+        angles = torch.cat((angles, angles), dim=-1)
+        scaling = self.rotary.attention_scaling
+        return ((angles.cos() * scaling).to(self.dtype),
+                (angles.sin() * scaling).to(self.dtype))
+
     def rotations(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The rotary angles' cosines and sines (n, d) of positions 0..n-1."""
         cos, sin = self.rotary(self.embed[:1], torch.arange(n, device=self.device)[None])
@@ -351,13 +359,34 @@ class LlamaRunner:
         return F.linear(hidden, self.lm_head).float()
 
 
-def grouped_scores(q: torch.Tensor, keys: torch.Tensor, kv_heads: int) -> torch.Tensor:
+def attend(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, seen: torch.Tensor,
+           scale: float | None = None) -> torch.Tensor:
+    """The attention output (n, heads, t, dv) of queries (n, heads, t, d) over keys and
+    values (n, kv_heads, keys, d or dv), each query seeing the keys `seen` (a boolean mask
+    broadcast to (n, heads, t, keys)) marks; scores scaled by `scale` (default d ** -0.5).
+
+    Several queries take SDPA, which never holds the whole score matrix; a decoding step
+    (one query a row) takes `grouped_scores`, several times quicker for that shape on a
+    CPU."""
+    n, heads, t, d = q.shape
+    scale = d ** -0.5 if scale is None else scale
+    if t > 1:
+        return F.scaled_dot_product_attention(q, keys, values, attn_mask=seen, scale=scale,
+                                              enable_gqa=keys.shape[1] != heads)
+    scores = grouped_scores(q, keys, keys.shape[1], scale)
+    hidden = ~seen.expand(n, heads, t, keys.shape[2]).reshape(scores.shape)
+    scores = scores.masked_fill(hidden, float("-inf"))
+    return grouped_attend(scores.softmax(-1), values)
+
+
+def grouped_scores(q: torch.Tensor, keys: torch.Tensor, kv_heads: int,
+                   scale: float | None = None) -> torch.Tensor:
     """Scaled attention scores in fp32, (n, kv_heads, group, t, keys), of queries
     (n, heads, t, d) over keys (n, kv_heads, keys, d): the query heads that share a key head
     are multiplied together, so keys are never repeated."""
     n, heads, t, d = q.shape
     grouped = q.reshape(n, kv_heads, heads // kv_heads * t, d)
-    scores = (grouped @ keys.transpose(2, 3)).float() * (d ** -0.5)
+    scores = (grouped @ keys.transpose(2, 3)).float() * (d ** -0.5 if scale is None else scale)
     return scores.view(n, kv_heads, heads // kv_heads, t, -1)
 
 
