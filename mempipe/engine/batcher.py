@@ -2,6 +2,11 @@
 join the batch between steps and leave it the step they finish, so no request waits for
 the longest one beside it.
 
+Prompts are read in chunks between decoding steps (chunked prefill): while others decode,
+a step reads only as many prompt tokens as take about `STALL` decoding steps, so a long
+prompt arriving delays the running requests by one chunk a step, never by its whole
+reading. With nothing decoding, a step reads up to PREFILL_TOKENS at once.
+
 `step` runs in a worker thread and is the only code that touches the KV cache; callers
 submit sequences and mark them cancelled, and the next step sweeps those out."""
 
@@ -19,7 +24,9 @@ import torch
 from mempipe.engine.base import GenerationRequest
 from mempipe.engine.llama import LlamaRunner, Prefix
 
-PREFILL_TOKENS = int(os.environ.get("MEMPIPE_PREFILL_TOKENS", "2048"))  # per forward call
+PREFILL_TOKENS = int(os.environ.get("MEMPIPE_PREFILL_TOKENS", "8192"))  # per forward call
+STALL = 1.5  # a prompt chunk read beside decoding takes about this many decoding steps
+MIN_CHUNK = 16  # prompt tokens a step reads at least, however slow reading is
 
 
 @dataclass(eq=False)  # identity: two equal requests are two sequences
@@ -29,6 +36,7 @@ class Sequence:
     request: GenerationRequest
     prompt: list[int]
     prefix: Prefix | None = None  # memories put in the cache before the prompt
+    read: int = 0  # prompt tokens in the cache so far
     tokens: list[int] = field(default_factory=list)
     finish: str | None = None  # "stop", "length", "cancelled" or "error"
     error: BaseException | None = None
@@ -47,10 +55,15 @@ class Sequence:
         return self.prefix.slots if self.prefix is not None else 0
 
     @property
+    def unread(self) -> int:
+        """Prompt tokens not yet in the cache."""
+        return len(self.prompt) - self.read
+
+    @property
     def cached(self) -> int:
-        """Slots of this sequence held in the cache: the prefix, the prompt, then every
-        generated token but the newest, which the next step feeds in."""
-        return self.offset + len(self.prompt) + max(0, len(self.tokens) - 1)
+        """Slots of this sequence held in the cache: the prefix, the prompt read so far,
+        then every generated token but the newest, which the next step feeds in."""
+        return self.offset + self.read + max(0, len(self.tokens) - 1)
 
     @property
     def slots(self) -> int:
@@ -81,8 +94,9 @@ class Sequence:
 
 class Batcher:
     """The running batch over one `LlamaRunner`: row i of its cache belongs to
-    `running[i]`. At most `max_rows` sequences run at once, and a sequence joins only
-    while the cache stays within `cache_bytes`; the rest wait in arrival order."""
+    `running[i]`, the decoding sequences first, then those whose prompts are still being
+    read, in arrival order. At most `max_rows` sequences run at once, and a sequence joins
+    only while the cache stays within `cache_bytes`; the rest wait in arrival order."""
 
     def __init__(self, runner: LlamaRunner, tokenizer: Any, eos: set[int], max_rows: int,
                  cache_bytes: int) -> None:
@@ -91,6 +105,9 @@ class Batcher:
         self.waiting: deque[Sequence] = deque()
         self.running: list[Sequence] = []
         self.steps = 0
+        # Moving averages that size a prompt chunk read beside decoding steps.
+        self.step_seconds: float | None = None  # one decoding step
+        self.token_seconds: float | None = None  # one prompt token read
         self._lock = threading.Lock()
 
     def submit(self, sequence: Sequence) -> None:
@@ -102,42 +119,69 @@ class Batcher:
         return not self.waiting and not self.running
 
     def step(self) -> None:
-        """Sweep out finished sequences, admit waiting ones (prefilled together), and
-        advance every other running sequence by one token."""
+        """Sweep out finished sequences, admit waiting ones, advance every decoding
+        sequence by one token and read one chunk of the prompts still unread."""
         with self._lock, torch.inference_mode():
             self._sweep()
-            decoding = list(self.running)
-            joining = self._admit()
+            self._admit()
+            decoding = self.running[:self.decoding]
+            reading = self.running[len(decoding):]
             try:
                 if decoding:
                     self._decode(decoding)
-                if joining:
-                    self._prefill(joining, first=len(decoding))
+                if reading:
+                    self._read(reading, first=len(decoding),
+                               budget=self._chunk() if decoding else PREFILL_TOKENS)
             except Exception as exc:  # nothing a caller sent can cause this: fail them all
-                for sequence in decoding + joining:
+                for sequence in decoding + reading:
                     sequence.error, sequence.finish = exc, "error"
             self._sweep()
             self.steps += 1
             if not self.running and not self.waiting:
                 self.runner.release()
 
+    @property
+    def decoding(self) -> int:
+        """How many running sequences (the first rows) have their prompts read."""
+        return sum(1 for s in self.running if not s.unread)
+
+    def _chunk(self) -> int:
+        """Prompt tokens a step may read beside decoding: about STALL decoding steps'
+        worth, by the times measured so far."""
+        if self.step_seconds is None or self.token_seconds is None:
+            return 4 * MIN_CHUNK
+        return max(MIN_CHUNK, min(PREFILL_TOKENS,
+                                  int(STALL * self.step_seconds / self.token_seconds)))
+
     # -- membership ------------------------------------------------------------------------
     def _sweep(self) -> None:
-        """Drop finished sequences; the last row moves into each freed one."""
+        """Drop finished sequences, keeping the decoding rows before the reading ones:
+        the last decoding row fills a decoding row's place, the last row the place that
+        leaves."""
         i = 0
         while i < len(self.running):
-            if not self.running[i].done:
+            sequence = self.running[i]
+            if not sequence.done:
                 i += 1
                 continue
-            self.running[i].seconds = time.perf_counter() - self.running[i].started
-            last = self.running.pop()
-            if i < len(self.running):
-                self.runner.move(len(self.running), i, last.cached)
-                self.running[i] = last
+            sequence.seconds = time.perf_counter() - sequence.started
+            hole = i
+            ends = self.decoding - (0 if sequence.unread else 1)  # decoding rows after it
+            if hole < ends:
+                self._fill(ends, hole)
+                hole = ends
+            if hole < len(self.running) - 1:
+                self._fill(len(self.running) - 1, hole)
+            self.running.pop()
 
-    def _admit(self) -> list[Sequence]:
-        joining: list[Sequence] = []
+    def _fill(self, source: int, target: int) -> None:
+        """Row `source` takes row `target`'s place."""
+        self.runner.move(source, target, self.running[source].cached)
+        self.running[target] = self.running[source]
+
+    def _admit(self) -> None:
         per_position = self.runner.bytes_per_position
+        joined = False
         while self.waiting and len(self.running) < self.max_rows:
             sequence = self.waiting[0]
             if sequence.done:  # cancelled before it joined
@@ -147,45 +191,55 @@ class Batcher:
             rows = len(self.running) + 1
             if self.running and rows * positions * per_position > self.cache_bytes:
                 break
-            joining.append(self.waiting.popleft())
-            self.running.append(sequence)
-        if joining:
-            # Longest prompt first, so each prefill chunk covers a run of rows from the top.
-            joining.sort(key=lambda s: -len(s.prompt))
-            self.running[len(self.running) - len(joining):] = joining
+            self.running.append(self.waiting.popleft())
+            joined = True
+        if joined:
             needed = max(s.slots for s in self.running)
             self.runner.reserve(min(self.max_rows, _power_of_two(len(self.running))), needed)
-        return joining
+            for row, sequence in enumerate(self.running):
+                if sequence.read == 0 and not sequence.tokens:
+                    self.runner.inject(row, sequence.prefix)
+                    self.runner.attach(row, sequence.request.adapter)
 
     # -- the model -------------------------------------------------------------------------
     def _decode(self, sequences: list[Sequence]) -> None:
         device = self.runner.device
+        started = time.perf_counter()
         ids = torch.tensor([[s.tokens[-1]] for s in sequences], device=device)
         starts = torch.tensor([s.cached for s in sequences], device=device)
         hidden = self.runner.forward(0, ids, starts)[:, -1]
         self._choose(sequences, self.runner.logits(hidden, step=True))
+        self.step_seconds = _averaged(self.step_seconds, time.perf_counter() - started)
 
-    def _prefill(self, sequences: list[Sequence], first: int) -> None:
-        """Read the joining prompts (rows first.., longest first) in chunks of about
-        PREFILL_TOKENS tokens, each row's last position giving its first token."""
-        device, longest = self.runner.device, len(sequences[0].prompt)
-        width = max(1, PREFILL_TOKENS // len(sequences))
-        for i, sequence in enumerate(sequences):
-            self.runner.inject(first + i, sequence.prefix)
-            self.runner.attach(first + i, sequence.request.adapter)
-        last: dict[int, torch.Tensor] = {}
-        for start in range(0, longest, width):
-            rows = [s for s in sequences if len(s.prompt) > start]
-            chunk = [s.prompt[start:start + width] for s in rows]
-            size = len(chunk[0])
-            ids = torch.tensor([c + [0] * (size - len(c)) for c in chunk], device=device)
-            starts = torch.tensor([s.offset + start for s in rows], device=device)
-            hidden = self.runner.forward(first, ids, starts)
-            for i, s in enumerate(rows):
-                if len(s.prompt) <= start + size:
-                    last[i] = hidden[i, len(s.prompt) - 1 - start]
-        hidden = torch.stack([last[i] for i in range(len(sequences))])
-        self._choose(sequences, self.runner.logits(hidden))
+    def _read(self, sequences: list[Sequence], first: int, budget: int) -> None:
+        """Read up to `budget` prompt tokens of the reading rows (first.., arrival order):
+        a chunk of the first prompt where it is longer than the budget, else the whole
+        rest of as many prompts as fit side by side, which then give their first tokens.
+        Either way only leading rows finish, so the decoding rows stay first."""
+        device = self.runner.device
+        width = min(budget, sequences[0].unread)
+        group = sequences[:1]
+        for sequence in sequences[1:]:
+            longest = max(width, sequence.unread)
+            if (len(group) + 1) * longest > budget or sequence.offset + sequence.read \
+                    + longest > self.runner.max_positions:
+                break
+            group.append(sequence)
+            width = longest
+        starts = [s.offset + s.read for s in group]
+        self.runner.reserve(self.runner.rows, max(starts) + width)  # rows padded past their end
+        chunks = [s.prompt[s.read:s.read + width] for s in group]
+        ids = torch.tensor([c + [0] * (width - len(c)) for c in chunks], device=device)
+        started = time.perf_counter()
+        hidden = self.runner.forward(first, ids, torch.tensor(starts, device=device))
+        for sequence, chunk in zip(group, chunks):
+            sequence.read += len(chunk)
+        done = [i for i, s in enumerate(group) if not s.unread]
+        if done:
+            last = torch.stack([hidden[i, len(chunks[i]) - 1] for i in done])
+            self._choose([group[i] for i in done], self.runner.logits(last))
+        seconds = (time.perf_counter() - started) / (len(group) * width)
+        self.token_seconds = _averaged(self.token_seconds, seconds)
 
     def _choose(self, sequences: list[Sequence], logits: torch.Tensor) -> None:
         greedy = logits.argmax(-1).tolist()
@@ -223,6 +277,10 @@ def choose_token(logits: torch.Tensor, request: GenerationRequest,
         outside = ordered.cumsum(-1) - ordered > request.top_p  # the nucleus ends before
         probs = probs.scatter(-1, order, ordered.masked_fill(outside, 0.0))
     return int(torch.multinomial(probs, 1, generator=generator))
+
+
+def _averaged(average: float | None, measured: float, weight: float = 0.3) -> float:
+    return measured if average is None else (1 - weight) * average + weight * measured
 
 
 def _power_of_two(n: int) -> int:

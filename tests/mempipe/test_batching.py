@@ -132,3 +132,34 @@ def test_a_thousand_tiny_requests_complete_within_bounded_rows(engine: LocalEngi
     assert all(r.completion_tokens >= 1 for r in results)
     assert max(rows) <= engine.batcher.max_rows
     assert engine.batcher.idle
+
+
+def test_a_long_prompt_is_read_in_chunks_between_the_others_decoding_steps(
+        engine: LocalEngine) -> None:
+    from mempipe.engine.batcher import Sequence
+
+    batcher = engine.batcher
+    texts = {"a": "first", "b": "second", "long": "word " * 900}
+    sequences = {name: Sequence(request(text, max_tokens=200 if name != "long" else 12),
+                                engine.prompt_ids(request(text).messages))
+                 for name, text in texts.items()}
+    for name in ("a", "b"):
+        batcher.submit(sequences[name])
+    batcher.step()  # both read and decoding
+    batcher.submit(sequences["long"])
+    reads = []
+    while sequences["long"].unread:
+        before = {name: len(sequences[name].tokens) for name in ("a", "b")}
+        batcher.step()
+        reads.append(sequences["long"].read)
+        # Every step still gave each decoding request its token.
+        assert all(len(sequences[n].tokens) == before[n] + 1 for n in ("a", "b"))
+    assert len(reads) > 2 and not sequences["a"].done  # read a chunk a step
+    while not sequences["long"].done:
+        batcher.step()
+    # Read in chunks, it writes what it writes read at once.
+    assert sequences["long"].text(engine.tokenizer).strip() == reference(
+        engine, texts["long"], 12)
+    for sequence in sequences.values():
+        sequence.cancel()
+    batcher.step()
