@@ -1,7 +1,10 @@
 """Engine throughput, mempipe beside its baselines in one run, same model, same prompts:
 
 (a) one request's decoding tokens/s, (b) the aggregate tokens/s of N concurrent `map`
-requests (32 here; 32 and 256 on a GPU), (c) prefill tokens/s on 2,048-token chunks.
+requests (32 here; 32 and 256 on a GPU), over the whole run and over decoding steps only,
+(c) prefill tokens/s at 2K, 4K and 7K tokens and Λ-attention reading at 32K, (d) the
+longest gap between the tokens of 8 decoding requests while a 4,096-token prompt arrives,
+against their usual gap, with chunked prefill and with the whole prompt read in one step.
 Baselines: `transformers.generate` one request at a time and on a padded batch, and
 llama.cpp (`llama-cpp-python`, the optional `llamacpp` extra) on the default model's GGUF
 file; a baseline that is not installed is null, with a note.
@@ -20,6 +23,7 @@ they part from the exact one."""
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import statistics
@@ -126,6 +130,77 @@ def mempipe_aggregate(engine: Any, requests: list[Any]) -> tuple[float | None, f
     seconds = time.perf_counter() - started
     step_ms = 1000 * seconds / max(1, engine.batcher.steps - steps)
     return rate(tokens, seconds), round(step_ms, 2)
+
+
+def lambda_rate(engine: Any, ids: list[int], window: int) -> tuple[float | None, int]:
+    """Tokens/s of reading `ids` with Λ attention, and the cache's positions after."""
+    from mempipe.engine import torch_thread
+    from mempipe.engine.lambda_attention import LambdaReader
+
+    reader = LambdaReader(engine.batcher.runner, window=window)
+    started = time.perf_counter()
+    torch_thread.run(reader.read, ids)
+    return rate(len(ids), time.perf_counter() - started), reader.cached
+
+
+def stall(engine: Any, prompt: list[int], tokens: int, chunked: bool) -> dict[str, Any]:
+    """8 requests decoding when a `prompt`-token request arrives: their usual gap between
+    tokens (median, before it came) and the longest while it was read, in ms. Unchunked,
+    a step reads the whole prompt, as it did before chunked prefill."""
+    import anyio
+
+    from mempipe.engine import GenerationRequest, Message, batcher
+
+    batch = engine.batcher
+    arrivals: dict[int, list[float]] = {}  # per decoding request: when each token came
+    step, budget = batch.step, batch._chunk
+
+    def watched() -> None:
+        step()
+        now = time.perf_counter()
+        for sequence in batch.running:
+            if sequence.request.agent == "decoding" and sequence.tokens:
+                times = arrivals.setdefault(id(sequence), [])
+                times += [now] * (len(sequence.tokens) - len(times))
+
+    batch.step = watched
+    if not chunked:
+        batch._chunk = lambda: batcher.PREFILL_TOKENS
+    text = engine.tokenizer.decode(prompt)
+    long = GenerationRequest(messages=[Message(role="user", content=text)], max_tokens=1,
+                             budget=8192)
+    window: list[float] = []
+
+    async def run() -> None:
+        async def decode(i: int) -> None:
+            await engine.generate(GenerationRequest(
+                messages=[Message(role="user", content=f"{STORY} Chapter {i + 1}.")],
+                max_tokens=tokens, budget=8192, agent="decoding"))
+
+        async with anyio.create_task_group() as tg:
+            for i in range(8):
+                tg.start_soon(decode, i)
+            while len(arrivals) < 8 or min(len(t) for t in arrivals.values()) < 8:
+                await anyio.sleep(0.01)
+            window.append(time.perf_counter())
+            await engine.generate(long)
+            window.append(time.perf_counter())
+
+    try:
+        anyio.run(run)
+    finally:
+        batch.step, batch._chunk = step, budget
+    before, during = [], []
+    for times in arrivals.values():
+        for a, b in itertools.pairwise(times):
+            if b <= window[0]:
+                before.append(b - a)
+            elif a < window[1]:
+                during.append(b - a)
+    usual, longest = statistics.median(before), max(during, default=0.0)
+    return {"usual_gap_ms": round(1000 * usual, 1), "longest_gap_ms": round(1000 * longest, 1),
+            "ratio": round(longest / usual, 2), "prompt_seconds": round(window[1] - window[0], 2),
+            "tokens_during": len(during)}
 
 
 def mempipe_prefill(engine: Any, ids: list[int]) -> float | None:
@@ -292,7 +367,13 @@ def main() -> None:
                         help="times each one-request measure is taken, in turn (median)")
     parser.add_argument("--concurrency", default=None,
                         help="comma-separated request counts (default 32; 32,256 on CUDA)")
-    parser.add_argument("--prefill", type=int, default=2048, help="prefill chunk in tokens")
+    parser.add_argument("--prefill", default="2048,4096,7168",
+                        help="comma-separated prompt lengths whose prefill is measured")
+    parser.add_argument("--lambda-length", type=int, default=32768,
+                        help="tokens read with Λ attention (0: not measured)")
+    parser.add_argument("--window", type=int, default=4096, help="Λ attention's window")
+    parser.add_argument("--stall-prompt", type=int, default=4096,
+                        help="tokens of the prompt arriving among 8 decoding requests (0: none)")
     parser.add_argument("--skip-baselines", action="store_true")
     args = parser.parse_args()
 
@@ -322,14 +403,31 @@ def main() -> None:
     for prefix, e in engines.items():
         for count in counts:
             log(f"mempipe {prefix or 'exact_'}: {count} concurrent requests")
+            decoded, seconds = e.batcher.decoded, e.batcher.decode_seconds
             result[f"{prefix}aggregate{count}_tok_s"], result[f"{prefix}step{count}_ms"] = (
                 mempipe_aggregate(e, requests_for(e, count, args.tokens)))
-    words = (ALICE.read_text() * 2).split()
-    ids = engine.tokenizer(" ".join(words[:3000]), add_special_tokens=False)["input_ids"]
-    ids = ids[: args.prefill - 16]  # room for the chat framing
-    log(f"mempipe: prefill {args.prefill} tokens")
+            # the same run's decoding steps only, prompt reading left out
+            result[f"{prefix}aggregate{count}_decoding_tok_s"] = rate(
+                e.batcher.decoded - decoded, e.batcher.decode_seconds - seconds)
+    words = (ALICE.read_text() * 20).split()
+    ids = engine.tokenizer(" ".join(words[:40_000]), add_special_tokens=False)["input_ids"]
     mempipe_prefill(engine, ids[:256])  # warm-up
-    result["prefill_tok_s"] = mempipe_prefill(engine, ids)
+    lengths = [int(n) for n in args.prefill.split(",")]
+    for length in lengths:
+        log(f"mempipe: prefill {length} tokens")
+        result[f"prefill{length}_tok_s"] = mempipe_prefill(engine, ids[:length - 16])
+    result["prefill_tok_s"] = result[f"prefill{lengths[0]}_tok_s"]
+    first = ids[:lengths[0] - 16]  # the baselines' prefill prompt
+    if args.lambda_length:
+        log(f"mempipe: Λ attention reads {args.lambda_length} tokens, window {args.window}")
+        result[f"lambda{args.lambda_length}_tok_s"], result["lambda_cache_positions"] = (
+            lambda_rate(engine, ids[:args.lambda_length], args.window))
+    if args.stall_prompt:
+        for chunked in (True, False):
+            log(f"mempipe: 8 decoding while a {args.stall_prompt}-token prompt arrives "
+                f"({'chunked' if chunked else 'read at once'})")
+            result[f"stall_{'chunked' if chunked else 'whole'}"] = stall(
+                engine, ids[:args.stall_prompt - 16], 4 * args.tokens, chunked)
     if "int8_" in engines:
         result["agreement"] = agreement(engine, engines["int8_"], args.tokens)
 
@@ -341,7 +439,7 @@ def main() -> None:
             n, seconds = hf_generate(engine, prompts, args.tokens)
             result[f"hf_batch{count}_tok_s"] = rate(n, seconds)
         log("transformers.generate: prefill")
-        prompt = engine.prompt_ids([Message(role="user", content=engine.tokenizer.decode(ids))])
+        prompt = engine.prompt_ids([Message(role="user", content=engine.tokenizer.decode(first))])
         _, seconds = hf_generate(engine, [prompt], 1)
         result["hf_prefill_tok_s"] = rate(len(prompt), seconds)
     # llama.cpp last: once it had run, torch's decoding ran at half speed (its own thread
@@ -355,7 +453,7 @@ def main() -> None:
         log(f"llama.cpp: one request {args.repeat} times, prefill")
         taken["llamacpp_single_tok_s"] = [llamacpp_decode(llm, args.tokens)
                                           for _ in range(args.repeat)]
-        result["llamacpp_prefill_tok_s"] = llamacpp_prefill(llm, engine.tokenizer.decode(ids))
+        result["llamacpp_prefill_tok_s"] = llamacpp_prefill(llm, engine.tokenizer.decode(first))
         result["llamacpp_version"] = __import__("llama_cpp").__version__
     else:
         result["llamacpp_single_tok_s"], result["llamacpp_note"] = None, note
@@ -365,13 +463,21 @@ def main() -> None:
     llama_single, main_count = result.get("llamacpp_single_tok_s"), counts[0]
     result["ratios"] = {
         "prefill_vs_hf": ratio(result["prefill_tok_s"], result.get("hf_prefill_tok_s"))}
+    for length in lengths[1:]:
+        result["ratios"][f"prefill{length}_vs_{lengths[0]}"] = ratio(
+            result[f"prefill{length}_tok_s"], result["prefill_tok_s"])
+    if args.lambda_length:
+        result["ratios"][f"lambda{args.lambda_length}_vs_prefill{lengths[0]}"] = ratio(
+            result[f"lambda{args.lambda_length}_tok_s"], result["prefill_tok_s"])
     for prefix in engines:
         result["ratios"] |= {
             f"{prefix}single_vs_llamacpp": ratio(result[f"{prefix}single_tok_s"], llama_single),
             f"{prefix}single_vs_hf": ratio(result[f"{prefix}single_tok_s"],
                                            result.get("hf_single_tok_s")),
             f"{prefix}aggregate{main_count}_vs_llamacpp_single": ratio(
-                result[f"{prefix}aggregate{main_count}_tok_s"], llama_single)}
+                result[f"{prefix}aggregate{main_count}_tok_s"], llama_single),
+            f"{prefix}aggregate{main_count}_decoding_vs_llamacpp_single": ratio(
+                result[f"{prefix}aggregate{main_count}_decoding_tok_s"], llama_single)}
         for count in counts:
             result["ratios"][f"{prefix}aggregate{count}_vs_hf_batch{count}"] = ratio(
                 result[f"{prefix}aggregate{count}_tok_s"], result.get(f"hf_batch{count}_tok_s"))

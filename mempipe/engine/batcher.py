@@ -105,6 +105,7 @@ class Batcher:
         self.waiting: deque[Sequence] = deque()
         self.running: list[Sequence] = []
         self.steps = 0
+        self.decoded, self.decode_seconds = 0, 0.0  # tokens written by decoding steps, time
         # Moving averages that size a prompt chunk read beside decoding steps.
         self.step_seconds: float | None = None  # one decoding step
         self.token_seconds: float | None = None  # one prompt token read
@@ -209,7 +210,10 @@ class Batcher:
         starts = torch.tensor([s.cached for s in sequences], device=device)
         hidden = self.runner.forward(0, ids, starts)[:, -1]
         self._choose(sequences, self.runner.logits(hidden, step=True))
-        self.step_seconds = _averaged(self.step_seconds, time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        self.step_seconds = _averaged(self.step_seconds, seconds)
+        self.decoded += len(sequences)
+        self.decode_seconds += seconds
 
     def _read(self, sequences: list[Sequence], first: int, budget: int) -> None:
         """Read up to `budget` prompt tokens of the reading rows (first.., arrival order):
