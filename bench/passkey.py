@@ -1,8 +1,19 @@
-"""Passkey retrieval far beyond the model's trained positions: a 5-digit key hidden at
-evenly spaced depths in filler text (the bundled books), read in one pass with Λ-shaped
-attention and, where it fits, with plain attention; accuracy per length and depth.
+"""Passkey retrieval far beyond the model's trained positions: a 5-digit key hidden in
+filler text (the bundled books) a given number of tokens before the question, read in one
+pass with Λ-shaped attention and, where it fits, with plain attention; accuracy per length
+and distance.
 
-    python bench/passkey.py --json [--lengths 8192,32768,131072] [--depths 10]
+    python bench/passkey.py --json [--lengths 8192,32768,131072] [--back 600,2000,6000]
+        [--keys 3]
+
+The task statement comes `--task-back` tokens before the question (or first, in a shorter
+input), where the window sees it: what is measured is whether the key is read, not whether
+a statement far out of the window was. (Put right before the question, the small default
+model misses every key, even in a 4K input.)
+A key less than the window back is inside it: Λ attention must find it at any length as
+often as at 8K. --keys keys (different digits and filler) are tried at each distance; a
+key's input ends with the same filler at every length (longer inputs reach further back),
+so that what the window holds is the same and only what lies beyond it changes.
 
 Plain attention here is the same reader with a window wider than the input: every key at
 its true distance, past the 8,192 positions the model was trained on. --plain-max caps
@@ -21,7 +32,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # bench/ helpers
 
-from bench.report import log  # noqa: E402
+from bench.report import log, machine  # noqa: E402
 
 BOOKS = [ROOT / "examples" / "data" / "alice_in_wonderland.txt",
          ROOT / "examples" / "data" / "pride_and_prejudice.txt"]
@@ -31,19 +42,25 @@ NEEDLE = "\n\nThe pass key is {key}. Remember it. {key} is the pass key.\n\n"
 QUESTION = "\n\nWhat is the pass key?"
 
 
-def prompt_ids(engine: Any, filler: list[int], length: int, depth: float,
-               key: str) -> list[int]:
-    """One user turn in the model's chat framing: TASK, filler with the needle at `depth`
-    (0 = start, 1 = end), QUESTION; about `length` tokens in all."""
+def prompt_ids(engine: Any, filler: list[int], end: int, length: int, back: int,
+               task_back: int, key: str) -> list[int]:
+    """One user turn in the model's chat framing: the filler that ends at its token `end`
+    (read round), with TASK about `task_back` tokens before the end and the needle about
+    `back` tokens before it, then QUESTION; about `length` tokens in all."""
     from mempipe.engine import Message
 
     tokenizer = engine.tokenizer
-    frame = engine.prompt_ids([Message(role="user", content=TASK + NEEDLE + QUESTION)])
+    frame = engine.prompt_ids([Message(role="user", content=NEEDLE + TASK + QUESTION)])
     room = length - len(frame)
-    body = (filler * (room // len(filler) + 1))[:room]
-    at = int(room * depth)
-    text = (TASK + tokenizer.decode(body[:at]) + NEEDLE.format(key=key)
-            + tokenizer.decode(body[at:]) + QUESTION)
+    start = (end - room) % len(filler)
+    body = (filler * (room // len(filler) + 2))[start:start + room]
+    pieces = sorted([(max(0, room - task_back), TASK),
+                     (max(0, room - back), NEEDLE.format(key=key))], key=lambda p: p[0])
+    text, at = "", 0
+    for where, piece in pieces:
+        text += tokenizer.decode(body[at:where]) + piece
+        at = where
+    text += tokenizer.decode(body[at:]) + QUESTION
     return engine.prompt_ids([Message(role="user", content=text)])
 
 
@@ -51,7 +68,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--lengths", default="8192,32768,131072")
-    parser.add_argument("--depths", type=int, default=10, help="depths per length")
+    parser.add_argument("--back", default="600,2000,3500,6000",
+                        help="comma-separated distances of the key before the question")
+    parser.add_argument("--keys", type=int, default=3, help="keys tried at each distance")
+    parser.add_argument("--task-back", type=int, default=3800,
+                        help="distance of the task statement before the question")
     parser.add_argument("--window", type=int, default=4096, help="Λ attention's window")
     parser.add_argument("--plain-max", type=int, default=8192,
                         help="longest input read with plain attention")
@@ -61,6 +82,7 @@ def main() -> None:
     import torch
 
     from mempipe.config import DEFAULT_MODEL
+    from mempipe.engine.base import GLOBAL_TOKENS
     from mempipe.engine.lambda_attention import LambdaReader
     from mempipe.engine.local import LocalEngine
 
@@ -70,32 +92,41 @@ def main() -> None:
                        add_special_tokens=False)["input_ids"]
     rng = random.Random(args.seed)
     lengths = [int(n) for n in args.lengths.split(",")]
-    depths = [round((i + 0.5) / args.depths, 3) for i in range(args.depths)]
+    distances = [int(n) for n in args.back.split(",")]
+    # The same keys and filler ends at every length and distance.
+    trials = [(f"{rng.randrange(10000, 100000)}", rng.randrange(len(filler)))
+              for _ in range(args.keys)]
     result: dict[str, Any] = {
         "benchmark": "passkey", "model": engine.name, "device": engine.device,
-        "dtype": str(engine.model.dtype).removeprefix("torch."), "window": args.window,
-        "trained_positions": runner.max_positions, "depths": depths, "runs": []}
+        "machine": machine(), "dtype": str(engine.model.dtype).removeprefix("torch."),
+        "window": args.window, "global_tokens": GLOBAL_TOKENS,
+        "trained_positions": runner.max_positions, "back": distances, "keys": args.keys,
+        "task_back": args.task_back, "runs": []}
     for length in lengths:
         for mode in ("lambda", "plain"):
             if mode == "plain" and length > args.plain_max:
                 continue
             window = args.window if mode == "lambda" else length + 256
-            hits: list[bool] = []
-            started = time.perf_counter()
-            for depth in depths:
-                key = f"{rng.randrange(10000, 100000)}"
-                ids = prompt_ids(engine, filler, length, depth, key)
-                reader = LambdaReader(runner, window=window)
-                written = reader.generate(ids, 16, eos=set())
-                answer = tokenizer.decode(written)
-                hits.append(key in answer)
-                log(f"{mode} {length} tokens, depth {depth}: {'ok' if hits[-1] else 'miss'} "
-                    f"({answer.strip()!r}, key {key}), peak cache {reader.cached} positions")
+            by_distance: dict[str, list[int]] = {}
+            started, read = time.perf_counter(), 0
+            for back in distances:
+                for key, end in trials:
+                    ids = prompt_ids(engine, filler, end, length, back, args.task_back, key)
+                    reader = LambdaReader(runner, window=window)
+                    answer = tokenizer.decode(reader.generate(ids, 16, eos=set()))
+                    by_distance.setdefault(str(back), []).append(int(key in answer))
+                    read += len(ids)
+                    log(f"{mode} {length} tokens, key {back} back: "
+                        f"{'ok' if key in answer else 'miss'} ({answer.strip()!r}, key {key}), "
+                        f"cache {reader.cached} positions")
             seconds = time.perf_counter() - started
+            hits = [h for found in by_distance.values() for h in found]
             result["runs"].append({
                 "mode": mode, "length": length, "accuracy": round(sum(hits) / len(hits), 3),
-                "by_depth": [int(h) for h in hits],
-                "tokens_per_s": round(length * len(depths) / seconds, 1)})
+                "by_distance": {back: round(sum(f) / len(f), 3)
+                                for back, f in by_distance.items()},
+                "inside_window": {back: int(back) < window for back in by_distance},
+                "tokens_per_s": round(read / seconds, 1)})
             del reader
             if engine.device.startswith("cuda"):
                 torch.cuda.empty_cache()

@@ -197,10 +197,12 @@ def stall(engine: Any, prompt: list[int], tokens: int, chunked: bool) -> dict[st
                 before.append(b - a)
             elif a < window[1]:
                 during.append(b - a)
-    usual, longest = statistics.median(before), max(during, default=0.0)
-    return {"usual_gap_ms": round(1000 * usual, 1), "longest_gap_ms": round(1000 * longest, 1),
-            "ratio": round(longest / usual, 2), "prompt_seconds": round(window[1] - window[0], 2),
-            "tokens_during": len(during)}
+    usual, during = statistics.median(before), sorted(during) or [0.0]
+    return {"usual_gap_ms": round(1000 * usual, 1), "longest_gap_ms": round(1000 * during[-1], 1),
+            "ratio": round(during[-1] / usual, 2),
+            "median_gap_during_ms": round(1000 * statistics.median(during), 1),
+            "p99_gap_during_ms": round(1000 * during[int(0.99 * (len(during) - 1))], 1),
+            "prompt_seconds": round(window[1] - window[0], 2), "tokens_during": len(during)}
 
 
 def mempipe_prefill(engine: Any, ids: list[int]) -> float | None:
