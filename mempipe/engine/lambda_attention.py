@@ -6,7 +6,9 @@ no relative distance exceeds `window`: window keys are rotated at their own posi
 global keys as if exactly `window` tokens back. Window keys are cached rotated (their
 distance to any query that can see them is the true one) and the global keys also
 un-rotated, since their rotation depends on who reads them; the cache never holds more
-than n_global + window positions between chunks, whatever the input's length."""
+than n_global + window positions between chunks, whatever the input's length. Rotations
+take float64 angles (`LlamaRunner.angles`): at positions far past the trained ones,
+float32 angles drift from the exact distance between a query and a key."""
 
 from __future__ import annotations
 
