@@ -167,10 +167,9 @@ class Batcher:
                 continue
             sequence.seconds = time.perf_counter() - sequence.started
             hole = i
-            ends = self.decoding - (0 if sequence.unread else 1)  # decoding rows after it
-            if hole < ends:
-                self._fill(ends, hole)
-                hole = ends
+            if not sequence.unread and hole < self.decoding - 1:  # a decoding row's place
+                self._fill(self.decoding - 1, hole)
+                hole = self.decoding - 1
             if hole < len(self.running) - 1:
                 self._fill(len(self.running) - 1, hole)
             self.running.pop()
@@ -182,7 +181,7 @@ class Batcher:
 
     def _admit(self) -> None:
         per_position = self.runner.bytes_per_position
-        joined = False
+        joined = 0
         while self.waiting and len(self.running) < self.max_rows:
             sequence = self.waiting[0]
             if sequence.done:  # cancelled before it joined
@@ -193,14 +192,13 @@ class Batcher:
             if self.running and rows * positions * per_position > self.cache_bytes:
                 break
             self.running.append(self.waiting.popleft())
-            joined = True
+            joined += 1
         if joined:
             needed = max(s.slots for s in self.running)
             self.runner.reserve(min(self.max_rows, _power_of_two(len(self.running))), needed)
-            for row, sequence in enumerate(self.running):
-                if sequence.read == 0 and not sequence.tokens:
-                    self.runner.inject(row, sequence.prefix)
-                    self.runner.attach(row, sequence.request.adapter)
+            for row in range(len(self.running) - joined, len(self.running)):
+                self.runner.inject(row, self.running[row].prefix)
+                self.runner.attach(row, self.running[row].request.adapter)
 
     # -- the model -------------------------------------------------------------------------
     def _decode(self, sequences: list[Sequence]) -> None:
