@@ -6,6 +6,7 @@ far more often, and its answer is always grounded in the cited text)."""
 from __future__ import annotations
 
 import re
+from itertools import pairwise
 
 from mempipe.chunking import TITLES
 from mempipe.memory.query import STOPWORDS, words
@@ -54,29 +55,72 @@ def names(text: str, question: str) -> list[str]:
 
 
 # Who says a quotation, where the text says so next to it: “...,” said the Hatter /
-# “...” the Hatter said / "...," replied Elizabeth.
+# “...” the Hatter said / "...," replied Elizabeth / "...," said the master / Ernest
+# exclaimed, "..." / and "...," said she, where she is the last one named before it.
 _SPEECH = (r"(?:said|says|cried|replied|asked|answered|added|continued|exclaimed|shouted|"
            r"whispered|remarked|repeated|returned|observed|thought|began|screamed|muttered|"
            r"called|interrupted|pleaded|sighed|went\s+on)")
-_SPEAKER = rf"(?:(?:the|The)\s+)?(?:{TITLES}\.?\s+)?[A-Z][\w'’-]*(?:\s+[A-Z][\w'’-]*)*"
-_ATTRIBUTION = re.compile(rf"\s*,?\s*(?:{_SPEECH}\s+(?P<after>{_SPEAKER})"
-                          rf"|(?P<before>{_SPEAKER})\s+{_SPEECH}\b)")
+_NAMED = (rf"(?:(?:the|The)\s+)?(?:{TITLES}\.?\s+|[A-Z]\.\s+)?[A-Z][\w'’-]*"
+          rf"(?:\s+[A-Z][\w'’-]*)*")
+_ROLE = r"(?:the|my)\s+[a-z][a-z'’-]+\b"  # "the master", "my father": who a story names so
+_PRONOUN = r"(?:he|she)\b"
+_SPEAKER = rf"(?:{_NAMED}|{_ROLE}|{_PRONOUN})"
+_AFTER = re.compile(rf"\s*,?\s*(?:{_SPEECH}\s+(?P<after>{_SPEAKER})"
+                    rf"|(?P<before>{_SPEAKER})\s+(?:had\s+)?{_SPEECH}\b)")
+_LEADING = re.compile(rf"(?:(?P<who>{_NAMED}|{_ROLE})\s+(?:had\s+)?{_SPEECH}(?:\s+\w+ly)?"
+                      rf"|{_SPEECH}\s+(?P<split>{_SPEAKER})\s*,)\s*[,:]?\s*$")
 _QUOTATION = re.compile(r"“([^”]*)”|\"([^\"]*)\"")
+REACH = 400  # characters before a quotation searched for whom "she said" refers to
 
 
 def attributed(text: str, phrase: str) -> str:
-    """The speaker the text names right after the quotation that holds `phrase` ("" where
-    it names none there): a quotation's attribution decides who said it, whatever the
-    model would choose."""
+    """The speaker the text names next to the quotation that holds `phrase` ("" where it
+    names none there): after it ("...," said Mr. Bennet), before it (Ernest exclaimed,
+    "..."; "...," said Ernest, "..."), or by a pronoun after it, read as the last name
+    before the quotation that is not inside one. A quotation's attribution decides who
+    said it, whatever the model would choose."""
     wanted = " ".join(words(phrase))
-    for match in _QUOTATION.finditer(text):
+    for match in _quotations(text):
         quoted = " ".join(words(match.group(1) or match.group(2) or ""))
         if not wanted or wanted not in quoted:
             continue
-        said = _ATTRIBUTION.match(text, match.end())
-        if said:
-            name = said.group("after") or said.group("before")
-            name = _POSSESSIVE.sub("", _ARTICLE.sub("", re.sub(r"^(?:the|The)\s+", "", name)))
-            if set(words(name)) - FUNCTION_WORDS:  # "she said" names nobody
-                return " ".join(name.split())
+        said = _AFTER.match(text, match.end())
+        leading = _LEADING.search(text, max(0, match.start() - 80), match.start())
+        speaker = (said.group("after") or said.group("before")) if said else \
+            (leading.group("who") or leading.group("split")) if leading else ""
+        if re.fullmatch(_PRONOUN, speaker):
+            speaker = _last_named(text, match.start())
+        name = _POSSESSIVE.sub("", _ARTICLE.sub("", re.sub(r"^(?:the|The)\s+(?=[A-Z])", "",
+                                                          speaker)))
+        if set(words(name)) - FUNCTION_WORDS:  # "It said" names nobody
+            return " ".join(name.split())
     return ""
+
+
+def _last_named(text: str, end: int) -> str:
+    """The last name in the REACH characters before `end`, outside quotations (who is
+    spoken to is named inside them), that the text also writes in mid-sentence (a
+    capitalised first word of a sentence is not a name)."""
+    told = list(text[:end])
+    for quotation in _quotations(text[:end]):
+        told[quotation.start():quotation.end()] = " " * (quotation.end() - quotation.start())
+    told = "".join(told)[-REACH:]
+    for match in reversed(list(_NAME.finditer(told))):
+        run = match.group(0).split()
+        while run and run[0].lower() in FUNCTION_WORDS:  # "Then Elizabeth" is Elizabeth
+            run = run[1:]
+        if not run:
+            continue
+        name, first = _POSSESSIVE.sub("", " ".join(run)), run[0]
+        if set(words(name)) - FUNCTION_WORDS and \
+                re.search(rf"[a-z,;]\s+{re.escape(first)}\b", text):
+            return name
+    return ""
+
+
+def _quotations(text: str) -> list[re.Match[str]]:
+    """The quotations of `text`, paired within each paragraph: a passage may begin inside
+    a quotation, and straight quotes paired across it would take the narration for speech."""
+    paragraphs = [0, *(m.end() for m in re.finditer(r"\n\s*\n", text)), len(text)]
+    return [m for start, end in pairwise(paragraphs)
+            for m in _QUOTATION.finditer(text, start, end)]

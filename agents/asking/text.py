@@ -1,7 +1,8 @@
 """Tier 1: the recalled passages read as text. A question that quotes is answered from
-the one sentence holding the quotation; any other from the few sentences that bear most on
-it. Where the answer is a person, the model chooses among the names its evidence holds;
-otherwise it writes, and what it writes must be what the evidence says."""
+the one sentence holding the quotation (and who said it from its attribution, where the
+text gives one); any other from the few sentences that bear most on it. Where the answer
+is a person, the model chooses among the names its evidence holds; otherwise it writes,
+and what it writes must be what the evidence says."""
 
 from __future__ import annotations
 
@@ -31,17 +32,26 @@ async def who_said(question: Question, contexts: list[Item], ctx: Context) -> It
     shown = " ".join(w.text for w in evidence)
     options = []
     if asks_for_someone(question.text):
-        speaker = next(filter(None, (attributed(shown, p) for p in phrases(question.text))), "")
-        if speaker:
-            ctx.note(f"the text names {speaker!r} as the speaker: decided without the model")
-            return question.answer(speaker, evidence, decided="attribution")
+        # The quoted sentence first; then the passages around it, where a speaker named
+        # before the quotation, or the one "she said" refers to, is found (and cited).
+        for cited in [evidence, *([c] for c in contexts)]:
+            said = " ".join(w.text for w in cited)
+            speaker = next(filter(None, (attributed(said, p) for p in phrases(question.text))),
+                           "")
+            if speaker:
+                ctx.note(f"the text names {speaker!r} as the speaker: decided without the "
+                         "model")
+                return question.answer(speaker, cited, decided="attribution")
         options = names(shown, question.text)[:MAX_OPTIONS]
     if options:
         answer, _ = await best_of(ctx, question.prompt(evidence), options)
-    else:
-        answer = cut_loop(await ctx.generate(question.prompt(evidence), system=SYSTEM,
-                                             max_tokens=question.max_tokens))
-    return question.answer(answer, evidence)
+        return question.answer(answer, evidence)
+    written = cut_loop(await ctx.generate(question.prompt(evidence), system=SYSTEM,
+                                          max_tokens=question.max_tokens))
+    if not reading.grounded(written, shown, question.text):
+        ctx.note(f"{written!r} is not what the evidence says, so abstained")
+        return question.answer(ABSTAINED, evidence, abstained=True, written=written)
+    return question.answer(written, evidence)
 
 
 async def read(question: Question, texts: list[Item], ctx: Context) -> Item:

@@ -54,6 +54,27 @@ def test_ask_from_memory_takes_the_speaker_the_cited_sentence_names(book, engine
     assert trace.calls == []  # the text said who: the model was not asked
 
 
+def test_ask_takes_the_speaker_a_pronoun_refers_to_from_the_passage_around(engine) -> None:
+    text = " ".join([*LINES[:40], "Then the Knave came in, and Alice saw the Knave. “The "
+                     "tarts are in the blue cupboard,” said he.", *LINES[40:80]])
+    trace = Trace()
+    [answer] = ask('Who said "The tarts are in the blue cupboard"?').pipeline().items(
+        text, engine=engine, trace=trace)
+    assert answer.text == "Knave" and answer.meta["decided"] == "attribution"
+    assert trace.calls == []
+    [cited] = answer.meta["sources"]  # what names him is cited with the quotation
+    assert "saw the Knave. “The tarts" in text[cited["span"][0]:cited["span"][1]]
+
+
+def test_ask_abstains_where_no_one_is_named_and_what_it_wrote_is_not_in_the_text(
+        engine) -> None:
+    text = " ".join([*LINES[:40], "“the tarts are in the blue cupboard” was written "
+                     "on the wall.", *LINES[40:80]])
+    [answer] = ask('Who said "the tarts are in the blue cupboard"?').pipeline().items(
+        text, engine=engine)
+    assert answer.meta["abstained"] and answer.text == "The text does not say."
+
+
 def test_ask_chooses_a_name_from_the_sentence_where_it_names_no_speaker(engine) -> None:
     text = " ".join([*LINES[:40], "The Knave told the Dormouse “the tarts are in the blue "
                      "cupboard” and left.", *LINES[40:80]])

@@ -33,6 +33,19 @@ def test_names_leave_out_the_question_and_articles() -> None:
     ("“Stop it now,” she said.", "Stop it now", ""),
     ("“Stop it now.” “Why?” said Tom.", "Stop it now", ""),
     ("“Something else,” said the Queen.", "Stop it now", ""),
+    ('had not Ernest exclaimed, "Good God, papa! Victor knows."', "Victor knows", "Ernest"),
+    ('the master said, "Here is our captain."', "Here is our captain", "the master"),
+    ('"Wait," said M. Waldman, "to have gained a disciple."', "gained a disciple", "M. Waldman"),
+    ('my mother had said playfully, "I have a present."', "I have a present", "my mother"),
+    ("Justine shook her head. He looked at Justine. “I do not fear to die,” she said.",
+     "I do not fear to die", "Justine"),
+    ("Then Elizabeth wept. “I wish,” cried she, “that I were to die with you.”",
+     "that I were to die with you", "Elizabeth"),
+    ("“Sit, Jane,” said she.", "Sit, Jane", ""),  # whom she speaks to is not who she is
+    ('"Come," said her sister.', "Come", ""),
+    # a passage that begins inside a quotation: straight quotes pair within a paragraph
+    ('innocent, my lady." He looked at Justine.\n\nJustine wept. "I do not fear to die," '
+     'she said.', "I do not fear to die", "Justine"),
 ])
 def test_a_quotation_is_attributed_to_whom_the_text_names_next_to_it(
         text: str, phrase: str, speaker: str) -> None:
