@@ -68,7 +68,11 @@ _SPEAKER = rf"(?:{_NAMED}|{_ROLE}|{_PRONOUN})"
 _AFTER = re.compile(rf"\s*,?\s*(?:{_SPEECH}\s+(?P<after>{_SPEAKER})"
                     rf"|(?P<before>{_SPEAKER})\s+(?:had\s+)?{_SPEECH}\b)")
 _LEADING = re.compile(rf"(?:(?P<who>{_NAMED}|{_ROLE})\s+(?:had\s+)?{_SPEECH}(?:\s+\w+ly)?"
-                      rf"|{_SPEECH}\s+(?P<split>{_SPEAKER})\s*,)\s*[,:]?\s*$")
+                      rf"|{_SPEECH}\s+(?P<split>{_SPEAKER})\s*,|(?P<joined>\band)\s+{_SPEECH})"
+                      r"\s*[,:]?\s*$")
+# Who "... and said," refers to: the sentence's subject, a name or a role at its start.
+_SUBJECT = re.compile(rf"\s*(?P<who>(?:The|My)\s+[a-z][a-z'’-]+\b|{_NAMED})")
+_SENTENCE_END = re.compile(r"[.!?][\"”’]?\s+|\n\s*\n")
 _QUOTATION = re.compile(r"“([^”]*)”|\"([^\"]*)\"")
 REACH = 400  # characters before a quotation searched for whom "she said" refers to
 
@@ -76,7 +80,8 @@ REACH = 400  # characters before a quotation searched for whom "she said" refers
 def attributed(text: str, phrase: str) -> str:
     """The speaker the text names next to the quotation that holds `phrase` ("" where it
     names none there): after it ("...," said Mr. Bennet), before it (Ernest exclaimed,
-    "..."; "...," said Ernest, "..."), or by a pronoun after it, read as the last name
+    "..."; "...," said Ernest, "..."; My father looked up and said, "..."), or by a pronoun
+    after it, read as the last name
     before the quotation that is not inside one. A quotation's attribution decides who
     said it, whatever the model would choose."""
     wanted = " ".join(words(phrase))
@@ -88,13 +93,34 @@ def attributed(text: str, phrase: str) -> str:
         leading = _LEADING.search(text, max(0, match.start() - 80), match.start())
         speaker = (said.group("after") or said.group("before")) if said else \
             (leading.group("who") or leading.group("split")) if leading else ""
+        if leading and leading.group("joined") and not said:
+            speaker = _subject(text, leading.start())
         if re.fullmatch(_PRONOUN, speaker):
             speaker = _last_named(text, match.start())
-        name = _POSSESSIVE.sub("", _ARTICLE.sub("", re.sub(r"^(?:the|The)\s+(?=[A-Z])", "",
-                                                          speaker)))
+        name = _cleaned(speaker)
         if set(words(name)) - FUNCTION_WORDS:  # "It said" names nobody
-            return " ".join(name.split())
+            return name
     return ""
+
+
+def _cleaned(name: str) -> str:
+    """A speaker as a reader names them: "the Hatter's" is Hatter, "Then Elizabeth" is
+    Elizabeth."""
+    run = name.split()
+    while run and run[0].lower() in FUNCTION_WORDS and run[0].lower() not in ("my", "the"):
+        run = run[1:]
+    name = re.sub(r"^(?:the|The)\s+(?=[A-Z])", "", " ".join(run))
+    return _POSSESSIVE.sub("", _ARTICLE.sub("", name))
+
+
+def _subject(text: str, end: int) -> str:
+    """The name or role that begins the sentence ending at `end` ("" where the sentence
+    begins otherwise): who "... and said," refers to."""
+    start = max([0, *(m.end() for m in _SENTENCE_END.finditer(text, max(0, end - REACH), end))])
+    if re.search(r"\b(?:who|which|whom)\b", text[start:end]):  # "..., who turned and said"
+        return ""
+    found = _SUBJECT.match(text, start, end)
+    return found.group("who") if found else ""
 
 
 def _last_named(text: str, end: int) -> str:
@@ -106,12 +132,8 @@ def _last_named(text: str, end: int) -> str:
         told[quotation.start():quotation.end()] = " " * (quotation.end() - quotation.start())
     told = "".join(told)[-REACH:]
     for match in reversed(list(_NAME.finditer(told))):
-        run = match.group(0).split()
-        while run and run[0].lower() in FUNCTION_WORDS:  # "Then Elizabeth" is Elizabeth
-            run = run[1:]
-        if not run:
-            continue
-        name, first = _POSSESSIVE.sub("", " ".join(run)), run[0]
+        name = _cleaned(match.group(0))
+        first = name.split()[0] if name else ""
         if set(words(name)) - FUNCTION_WORDS and \
                 re.search(rf"[a-z,;]\s+{re.escape(first)}\b", text):
             return name

@@ -43,6 +43,12 @@ def test_names_leave_out_the_question_and_articles() -> None:
      "that I were to die with you", "Elizabeth"),
     ("“Sit, Jane,” said she.", "Sit, Jane", ""),  # whom she speaks to is not who she is
     ('"Come," said her sister.', "Come", ""),
+    ('He wept. My father looked at my book and said, "Do not waste your time."',
+     "Do not waste your time", "My father"),
+    ('Then Alice looked up and said, "Not I."', "Not I", "Alice"),
+    ('When it rained, she looked up and said, "Not I."', "Not I", ""),
+    ('Alice saw the Queen, who turned and said, "Not I."', "Not I", ""),
+    ('It rained. Alice looked at the Queen and said, "Not I."', "Not I", "Alice"),
     # a passage that begins inside a quotation: straight quotes pair within a paragraph
     ('innocent, my lady." He looked at Justine.\n\nJustine wept. "I do not fear to die," '
      'she said.', "I do not fear to die", "Justine"),
