@@ -6,7 +6,6 @@ far more often, and its answer is always grounded in the cited text)."""
 from __future__ import annotations
 
 import re
-from itertools import pairwise
 
 from mempipe.chunking import TITLES
 from mempipe.memory.query import STOPWORDS, words
@@ -56,15 +55,16 @@ def names(text: str, question: str) -> list[str]:
 
 # Who says a quotation, where the text says so next to it: “...,” said the Hatter /
 # “...” the Hatter said / "...," replied Elizabeth / "...," said the master / Ernest
-# exclaimed, "..." / and "...," said she, where she is the last one named before it.
+# exclaimed, "..." / and "...," said she, where the sentence before begins with her name.
 _SPEECH = (r"(?:said|says|cried|replied|asked|answered|added|continued|exclaimed|shouted|"
            r"whispered|remarked|repeated|returned|observed|thought|began|screamed|muttered|"
            r"called|interrupted|pleaded|sighed|went\s+on)")
 _NAMED = (rf"(?:(?:the|The)\s+)?(?:{TITLES}\.?\s+|[A-Z]\.\s+)?[A-Z][\w'’-]*"
           rf"(?:\s+[A-Z][\w'’-]*)*")
 _ROLE = r"(?:the|my)\s+[a-z][a-z'’-]+\b"  # "the master", "my father": who a story names so
+_ROLE_ENDED = rf"(?:the|my)\s+[a-z][a-z'’-]+\s+(?![a-z]+ly\b)[a-z][a-z'’-]+(?=\s*[,.;:!?—])|{_ROLE}"
 _PRONOUN = r"(?:he|she)\b"
-_SPEAKER = rf"(?:{_NAMED}|{_ROLE}|{_PRONOUN})"
+_SPEAKER = rf"(?:{_NAMED}|{_ROLE_ENDED}|{_PRONOUN})"
 _AFTER = re.compile(rf"\s*,?\s*(?:{_SPEECH}\s+(?P<after>{_SPEAKER})"
                     rf"|(?P<before>{_SPEAKER})\s+(?:had\s+)?{_SPEECH}\b)")
 _LEADING = re.compile(rf"(?:(?P<who>{_NAMED}|{_ROLE})\s+(?:had\s+)?{_SPEECH}(?:\s+\w+ly)?"
@@ -73,17 +73,18 @@ _LEADING = re.compile(rf"(?:(?P<who>{_NAMED}|{_ROLE})\s+(?:had\s+)?{_SPEECH}(?:\
 # Who "... and said," refers to: the sentence's subject, a name or a role at its start.
 _SUBJECT = re.compile(rf"\s*(?P<who>(?:The|My)\s+[a-z][a-z'’-]+\b|{_NAMED})")
 _SENTENCE_END = re.compile(r"[.!?][\"”’]?\s+|\n\s*\n")
-_QUOTATION = re.compile(r"“([^”]*)”|\"([^\"]*)\"")
-REACH = 400  # characters before a quotation searched for whom "she said" refers to
+# A straight quotation opens where a mark follows a space (or the start) and comes before
+# a word, and closes at the next mark that follows a letter or punctuation.
+_QUOTATION = re.compile(r"“([^”]*)”|(?:(?<=[\s(\[—-])|^)\"(?=[^\s\"])([^\"]*?)(?<=\S)\"")
+REACH = 400  # characters searched back for the start of a sentence
 
 
 def attributed(text: str, phrase: str) -> str:
     """The speaker the text names next to the quotation that holds `phrase` ("" where it
     names none there): after it ("...," said Mr. Bennet), before it (Ernest exclaimed,
     "..."; "...," said Ernest, "..."; My father looked up and said, "..."), or by a pronoun
-    after it, read as the last name
-    before the quotation that is not inside one. A quotation's attribution decides who
-    said it, whatever the model would choose."""
+    after it where the sentence before the quotation begins with a name or a role. A
+    quotation's attribution decides who said it, whatever the model would choose."""
     wanted = " ".join(words(phrase))
     for match in _quotations(text):
         quoted = " ".join(words(match.group(1) or match.group(2) or ""))
@@ -96,7 +97,7 @@ def attributed(text: str, phrase: str) -> str:
         if leading and leading.group("joined") and not said:
             speaker = _subject(text, leading.start())
         if re.fullmatch(_PRONOUN, speaker):
-            speaker = _last_named(text, match.start())
+            speaker = _previous_subject(text, match.start())
         name = _cleaned(speaker)
         if set(words(name)) - FUNCTION_WORDS:  # "It said" names nobody
             return name
@@ -123,26 +124,30 @@ def _subject(text: str, end: int) -> str:
     return found.group("who") if found else ""
 
 
-def _last_named(text: str, end: int) -> str:
-    """The last name in the REACH characters before `end`, outside quotations (who is
-    spoken to is named inside them), that the text also writes in mid-sentence (a
-    capitalised first word of a sentence is not a name)."""
-    told = list(text[:end])
-    for quotation in _quotations(text[:end]):
-        told[quotation.start():quotation.end()] = " " * (quotation.end() - quotation.start())
-    told = "".join(told)[-REACH:]
-    for match in reversed(list(_NAME.finditer(told))):
-        name = _cleaned(match.group(0))
-        first = name.split()[0] if name else ""
-        if set(words(name)) - FUNCTION_WORDS and \
-                re.search(rf"[a-z,;]\s+{re.escape(first)}\b", text):
-            return name
-    return ""
+def _previous_subject(text: str, start: int) -> str:
+    """Whom "...," she said refers to, where the sentence just before the quotation begins
+    with a name or a role (Sherlock Holmes sniffed. "...," he said): "" otherwise, since
+    the last name mentioned is as often a place, or someone spoken of."""
+    # the second part of a split quotation ("...," cried she, "...") reads back past the first
+    before = re.sub(rf"\s*,?\s*{_SPEECH}\s+{_PRONOUN}\s*,?\s*$", "",
+                    unquoted(text[:start])).rstrip()
+    if not before.endswith((".", "!", "?")):
+        return ""
+    return _subject(before, len(before) - 1)
 
 
 def _quotations(text: str) -> list[re.Match[str]]:
-    """The quotations of `text`, paired within each paragraph: a passage may begin inside
-    a quotation, and straight quotes paired across it would take the narration for speech."""
-    paragraphs = [0, *(m.end() for m in re.finditer(r"\n\s*\n", text)), len(text)]
-    return [m for start, end in pairwise(paragraphs)
-            for m in _QUOTATION.finditer(text, start, end)]
+    """The quotations of `text`: curly ones as their marks say, straight ones from a mark
+    that opens (after a space, before a word) to the next that closes. A passage may
+    begin inside a quotation: counting straight marks in pairs would then take the
+    narration for speech."""
+    return list(_QUOTATION.finditer(text))
+
+
+def unquoted(text: str) -> str:
+    """`text` with its quotations blanked: whom a speaker names inside one is whom they
+    speak to or of, so a speaker is chosen among the names outside."""
+    told = list(text)
+    for quotation in _quotations(text):
+        told[quotation.start():quotation.end()] = " " * (quotation.end() - quotation.start())
+    return "".join(told)

@@ -16,7 +16,7 @@ from mempipe.item import Item
 from mempipe.memory.embed import default_embedder
 from mempipe.memory.query import asks_for_someone, phrases
 from mempipe.pipes import reading
-from mempipe.pipes.answers import MAX_OPTIONS, attributed, names
+from mempipe.pipes.answers import MAX_OPTIONS, attributed, names, unquoted
 from mempipe.pipes.cleanup import cut_loop
 from mempipe.pipes.context import Context
 
@@ -42,7 +42,7 @@ async def who_said(question: Question, contexts: list[Item], ctx: Context) -> It
                 ctx.note(f"the text names {speaker!r} as the speaker: decided without the "
                          "model")
                 return question.answer(speaker, cited, decided="attribution")
-        options = names(shown, question.text)[:MAX_OPTIONS]
+        options = names(unquoted(shown), question.text)[:MAX_OPTIONS]
     if options:
         answer, _ = await best_of(ctx, question.prompt(evidence), options)
         return question.answer(answer, evidence)

@@ -37,8 +37,10 @@ def test_names_leave_out_the_question_and_articles() -> None:
     ('the master said, "Here is our captain."', "Here is our captain", "the master"),
     ('"Wait," said M. Waldman, "to have gained a disciple."', "gained a disciple", "M. Waldman"),
     ('my mother had said playfully, "I have a present."', "I have a present", "my mother"),
-    ("Justine shook her head. He looked at Justine. “I do not fear to die,” she said.",
+    ("He looked at her. Justine shook her head. “I do not fear to die,” she said.",
      "I do not fear to die", "Justine"),
+    # the last name is as often a place or someone spoken of: only a subject is taken
+    ("I took him to lunch at the Holborn. “Where were you?” he asked.", "Where were you", ""),
     ("Then Elizabeth wept. “I wish,” cried she, “that I were to die with you.”",
      "that I were to die with you", "Elizabeth"),
     ("“Sit, Jane,” said she.", "Sit, Jane", ""),  # whom she speaks to is not who she is
@@ -52,9 +54,18 @@ def test_names_leave_out_the_question_and_articles() -> None:
     # a passage that begins inside a quotation: straight quotes pair within a paragraph
     ('innocent, my lady." He looked at Justine.\n\nJustine wept. "I do not fear to die," '
      'she said.', "I do not fear to die", "Justine"),
+    ('"The Lord be thanked!" cried the old woman.', "The Lord be thanked", "the old woman"),
+    ('"Soon," said the man confidently.', "Soon", "the man"),
 ])
 def test_a_quotation_is_attributed_to_whom_the_text_names_next_to_it(
         text: str, phrase: str, speaker: str) -> None:
     from mempipe.pipes.answers import attributed
 
     assert attributed(text, phrase) == speaker
+
+
+def test_names_inside_a_quotation_are_whom_it_speaks_to() -> None:
+    from mempipe.pipes.answers import unquoted
+
+    said = unquoted('"My dear Frankenstein," exclaimed he, "how glad I am!" Clerval wept.')
+    assert names(said, 'Who said "how glad I am"?') == ["Clerval"]
