@@ -74,7 +74,8 @@ _LEADING = re.compile(rf"(?:(?P<who>{_NAMED}|{_ROLE})\s+(?:had\s+)?{_SPEECH}(?:\
 _SUBJECT = re.compile(rf"\s*(?P<who>(?:The|My)\s+[a-z][a-z'’-]+\b|{_NAMED})")
 _SENTENCE_END = re.compile(r"[.!?][\"”’]?\s+|\n\s*\n")
 # A straight quotation opens where a mark follows a space (or the start) and comes before
-# a word, and closes at the next mark that follows a letter or punctuation.
+# a word, and closes at the next mark that follows a letter or punctuation: a passage may
+# begin inside a quotation, and counting marks in pairs would take narration for speech.
 _QUOTATION = re.compile(r"“([^”]*)”|(?:(?<=[\s(\[—-])|^)\"(?=[^\s\"])([^\"]*?)(?<=\S)\"")
 REACH = 400  # characters searched back for the start of a sentence
 
@@ -86,7 +87,7 @@ def attributed(text: str, phrase: str) -> str:
     after it where the sentence before the quotation begins with a name or a role. A
     quotation's attribution decides who said it, whatever the model would choose."""
     wanted = " ".join(words(phrase))
-    for match in _quotations(text):
+    for match in _QUOTATION.finditer(text):
         quoted = " ".join(words(match.group(1) or match.group(2) or ""))
         if not wanted or wanted not in quoted:
             continue
@@ -136,18 +137,7 @@ def _previous_subject(text: str, start: int) -> str:
     return _subject(before, len(before) - 1)
 
 
-def _quotations(text: str) -> list[re.Match[str]]:
-    """The quotations of `text`: curly ones as their marks say, straight ones from a mark
-    that opens (after a space, before a word) to the next that closes. A passage may
-    begin inside a quotation: counting straight marks in pairs would then take the
-    narration for speech."""
-    return list(_QUOTATION.finditer(text))
-
-
 def unquoted(text: str) -> str:
     """`text` with its quotations blanked: whom a speaker names inside one is whom they
     speak to or of, so a speaker is chosen among the names outside."""
-    told = list(text)
-    for quotation in _quotations(text):
-        told[quotation.start():quotation.end()] = " " * (quotation.end() - quotation.start())
-    return "".join(told)
+    return _QUOTATION.sub(lambda quotation: " " * len(quotation.group(0)), text)
