@@ -49,8 +49,7 @@ async def who_said(question: Question, contexts: list[Item], ctx: Context) -> It
     written = cut_loop(await ctx.generate(question.prompt(evidence), system=SYSTEM,
                                           max_tokens=question.max_tokens))
     if not reading.grounded(written, shown, question.text):
-        ctx.note(f"{written!r} is not what the evidence says, so abstained")
-        return question.answer(ABSTAINED, evidence, abstained=True, written=written)
+        return _abstained(question, evidence, written, ctx)
     return question.answer(written, evidence)
 
 
@@ -87,7 +86,12 @@ async def read(question: Question, texts: list[Item], ctx: Context) -> Item:
         else ("", -math.inf)
     sureness = math.exp(score)
     if sureness < reading.SURE:
-        ctx.note(f"{written!r} is not what the evidence says, so abstained")
-        return question.answer(ABSTAINED, evidence, abstained=True, written=written)
+        return _abstained(question, evidence, written, ctx)
     ctx.note(f"chose {chosen!r} ({sureness:.2f}): {written!r} is not what the evidence says")
     return question.answer(chosen, best, options=len(options), confidence=round(sureness, 3))
+
+
+def _abstained(question: Question, evidence: list[Item], written: str, ctx: Context) -> Item:
+    """The abstention given where what the model wrote is not what the evidence says."""
+    ctx.note(f"{written!r} is not what the evidence says, so abstained")
+    return question.answer(ABSTAINED, evidence, abstained=True, written=written)
