@@ -128,6 +128,7 @@ class LlamaRunner:
         self.keys: list[torch.Tensor] = []
         self.values: list[torch.Tensor] = []
         self.rows, self.capacity = 0, 0
+        self.clean = 0  # positions 0..clean of every row hold numbers (see `reserve`)
         self.adapters: list[Adapter | None] = []  # per row: the LoRA adapter it reads with
         self.head_int8: Int8 | None = None
         self._no_rows()
@@ -154,7 +155,12 @@ class LlamaRunner:
         return 2 * len(self.blocks) * self.kv_heads * self.head_dim * size
 
     def reserve(self, rows: int, positions: int) -> None:
-        """Grow the cache to at least `rows` x `positions`, keeping what it holds."""
+        """Grow the cache to at least `rows` x `positions`, keeping what it holds.
+
+        The new space is left unwritten: allocating and zeroing a long prompt's positions
+        for every row at once stalled every decoding row for as long. Masked slots are
+        still multiplied in attention, so they must hold numbers, never NaN: `_clean`
+        zeroes positions as reading first reaches them."""
         positions = min(self.max_positions, -(-positions // GROW) * GROW)
         if rows <= self.rows and positions <= self.capacity:
             return
@@ -162,9 +168,10 @@ class LlamaRunner:
         shape = (rows, self.kv_heads, positions, self.head_dim)
         for cache in (self.keys, self.values):
             for i in range(len(self.blocks)):
-                grown = torch.zeros(shape, dtype=self.dtype, device=self.device)
+                grown = torch.empty(shape, dtype=self.dtype, device=self.device)
+                grown[self.rows:, :, :self.clean] = 0
                 if cache[i:]:
-                    grown[:self.rows, :, :self.capacity] = cache[i]
+                    grown[:self.rows, :, :self.clean] = cache[i][:, :, :self.clean]
                     cache[i] = grown
                 else:
                     cache.append(grown)
@@ -176,6 +183,16 @@ class LlamaRunner:
         self.adapters += [None] * (rows - self.rows)
         self.rows, self.capacity = rows, positions
 
+    def _clean(self, end: int) -> None:
+        """Zero every row's positions from `clean` to `end` before anything writes or
+        reads there, so that nothing written ever lies past `clean`."""
+        if end <= self.clean:
+            return
+        for cache in (self.keys, self.values):
+            for layer in cache:
+                layer[:, :, self.clean:end] = 0
+        self.clean = end
+
     def move(self, source: int, target: int, length: int) -> None:
         """Copy one row's first `length` positions into another row."""
         for cache in (self.keys, self.values):
@@ -186,7 +203,7 @@ class LlamaRunner:
         self.adapters[target] = self.adapters[source]
 
     def release(self) -> None:
-        self.keys, self.values, self.rows, self.capacity = [], [], 0, 0
+        self.keys, self.values, self.rows, self.capacity, self.clean = [], [], 0, 0, 0
         self.adapters = []
         self._no_rows()
 
@@ -218,6 +235,7 @@ class LlamaRunner:
             self.memory_layers[row] = len(self.blocks)
             return 0
         slots = prefix.slots
+        self._clean(slots)
         for keys, values, k, v in zip(self.keys, self.values, prefix.keys, prefix.values):
             keys[row, :, :slots] = k
             values[row, :, :slots] = v
@@ -236,6 +254,7 @@ class LlamaRunner:
         n, t = ids.shape
         positions = starts[:, None] + torch.arange(t, device=self.device)  # (n, t) slots
         end = int(starts.max()) + t
+        self._clean(end)
         shift = self.shift[first:first + n, None]
         cos, sin = self.rotary(self.embed[:1], positions + shift)  # (n, t, head_dim) each
         cos, sin = cos[:, None], sin[:, None]

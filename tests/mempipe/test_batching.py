@@ -52,6 +52,34 @@ def test_concurrent_requests_write_what_each_writes_alone(engine: LocalEngine) -
     assert engine.batcher.steps - steps <= 14
 
 
+def test_space_the_cache_grows_by_may_hold_anything_until_it_is_read(
+        engine: LocalEngine) -> None:
+    """The cache grows without writing its new space (zeroing a long prompt's positions
+    for every row at once stalled every decoding row); what lies there never reaches an
+    answer, though attention multiplies the slots it masks."""
+    runner = engine.batcher.runner
+    long = engine.prompt_ids(request("a longer prompt, read first, " * 6).messages)
+    short = engine.prompt_ids(request("short").messages)
+
+    def decode_after_reading(left_there: float) -> torch.Tensor:
+        runner.release()
+        runner.reserve(2, len(long) + 1)
+        for layer in runner.keys + runner.values:
+            layer[:, :, runner.clean:] = left_there
+        with torch.inference_mode():
+            runner.forward(0, torch.tensor([long]), torch.tensor([0]))
+            runner.forward(1, torch.tensor([short]), torch.tensor([0]))
+            # the short row masks the positions only the long row has written
+            step = torch.tensor([[long[-1]], [short[-1]]])
+            return runner.forward(0, step, torch.tensor([len(long), len(short)]))
+
+    garbage, zeros = decode_after_reading(float("nan")), decode_after_reading(0.0)
+    runner.release()
+    assert len(short) < len(long)
+    assert not garbage.isnan().any()
+    assert torch.equal(garbage, zeros)
+
+
 def test_a_short_request_leaves_before_a_long_one_it_joined(engine: LocalEngine) -> None:
     finished: list[str] = []
 
