@@ -43,6 +43,15 @@ class LambdaReader:
     def cached(self) -> int:
         return int(self.positions.numel())
 
+    def fork(self) -> LambdaReader:
+        """A reader that has read what this one has and reads on apart from it: inputs
+        sharing a long beginning read it once. Nothing is copied; reading replaces a
+        layer's tensors, never writes into them."""
+        other = LambdaReader(self.runner, self.window, self.n_global)
+        other.keys, other.values = list(self.keys), list(self.values)
+        other.globals, other.positions = list(self.globals), self.positions
+        return other
+
     def read(self, ids: list[int], progress: Callable[[int], None] | None = None
              ) -> torch.Tensor:
         """Feed `ids` after what was read before; the next-token logits after the last."""

@@ -45,6 +45,20 @@ def test_reading_in_chunks_or_token_by_token_agrees(engine: LocalEngine,
     assert not torch.allclose(chunked, full, atol=1e-3)
 
 
+def test_a_fork_reads_on_as_if_it_had_read_everything_itself(engine: LocalEngine) -> None:
+    ids = ids_of(engine, 400)
+    runner = engine.batcher.runner
+    shared = LambdaReader(runner, window=128, n_global=4)
+    shared.read(ids[:300])
+    fork = shared.fork()
+    after_fork = fork.read(ids[300:])
+    after_other = shared.read(ids[200:260])
+    alone = LambdaReader(runner, window=128, n_global=4).read(ids)
+    other_alone = LambdaReader(runner, window=128, n_global=4).read(ids[:300] + ids[200:260])
+    assert torch.allclose(after_fork, alone, atol=1e-4)
+    assert torch.allclose(after_other, other_alone, atol=1e-4)
+
+
 def test_memory_stays_bounded_however_long_the_input(engine: LocalEngine) -> None:
     reader = LambdaReader(engine.batcher.runner, window=128, n_global=4)
     reader.read(ids_of(engine, 3000))
