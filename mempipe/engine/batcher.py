@@ -25,8 +25,8 @@ from mempipe.engine.base import GenerationRequest
 from mempipe.engine.llama import LlamaRunner, Prefix
 
 PREFILL_TOKENS = int(os.environ.get("MEMPIPE_PREFILL_TOKENS", "8192"))  # per forward call
-STALL = 1.5  # a prompt chunk read beside decoding takes about this many decoding steps
-MIN_CHUNK = 16  # prompt tokens a step reads at least, however slow reading is
+STALL = 1.0  # a prompt chunk read beside decoding takes about this many decoding steps
+MIN_CHUNK = 8  # prompt tokens a step reads at least, however slow reading is
 
 
 @dataclass(eq=False)  # identity: two equal requests are two sequences
