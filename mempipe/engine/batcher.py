@@ -13,6 +13,7 @@ submit sequences and mark them cancelled, and the next step sweeps those out."""
 from __future__ import annotations
 
 import os
+import statistics
 import threading
 import time
 from collections import deque
@@ -26,6 +27,7 @@ from mempipe.engine.llama import LlamaRunner, Prefix
 
 PREFILL_TOKENS = int(os.environ.get("MEMPIPE_PREFILL_TOKENS", "8192"))  # per forward call
 STALL = 1.0  # a prompt chunk read beside decoding takes about this many decoding steps
+SPARE = 0.25  # what a chunk's tokens may add, in decoding steps, where they are nearly free
 MIN_CHUNK = 8  # prompt tokens a step reads at least, however slow reading is
 
 
@@ -106,9 +108,10 @@ class Batcher:
         self.running: list[Sequence] = []
         self.steps = 0
         self.decoded, self.decode_seconds = 0, 0.0  # tokens written by decoding steps, time
-        # Moving averages that size a prompt chunk read beside decoding steps.
-        self.step_seconds: float | None = None  # one decoding step
-        self.token_seconds: float | None = None  # one prompt token read
+        # What sizes a prompt chunk read beside decoding steps.
+        self.step_seconds: float | None = None  # one decoding step, a moving average
+        self.read_cost = ReadCost()
+        self.chunk = 4 * MIN_CHUNK  # the last chunk's size
         self._lock = threading.Lock()
 
     def submit(self, sequence: Sequence) -> None:
@@ -147,12 +150,24 @@ class Batcher:
         return sum(1 for s in self.running if not s.unread)
 
     def _chunk(self) -> int:
-        """Prompt tokens a step may read beside decoding: about STALL decoding steps'
-        worth, by the times measured so far."""
-        if self.step_seconds is None or self.token_seconds is None:
-            return 4 * MIN_CHUNK
-        return max(MIN_CHUNK, min(PREFILL_TOKENS,
-                                  int(STALL * self.step_seconds / self.token_seconds)))
+        """Prompt tokens a step may read beside decoding: as many as take about STALL
+        decoding steps at the seconds per token measured so far. Where tokens are nearly
+        free (the most a step reads would add less than a decoding step to what any chunk
+        costs: a GPU, whose cost is launching the kernels), as many as add SPARE steps, at
+        most twice the last chunk, so one noisy measure cannot read a whole prompt at once.
+        Sizes alternate with three quarters of that, so the fit can tell the parts apart."""
+        fit = self.read_cost.fit()
+        if self.step_seconds is None or fit is None:
+            return self.chunk
+        per_token, average = fit
+        if per_token * PREFILL_TOKENS < self.step_seconds:
+            size = min(SPARE * self.step_seconds / per_token if per_token else PREFILL_TOKENS,
+                       2 * self.chunk)
+        else:
+            size = STALL * self.step_seconds / average
+        size = int(min(size, PREFILL_TOKENS))
+        self.chunk = max(MIN_CHUNK, 3 * size // 4 if self.steps % 2 else size)
+        return self.chunk
 
     # -- membership ------------------------------------------------------------------------
     def _sweep(self) -> None:
@@ -240,8 +255,7 @@ class Batcher:
         if done:
             last = torch.stack([hidden[i, len(chunks[i]) - 1] for i in done])
             self._choose([group[i] for i in done], self.runner.logits(last))
-        seconds = (time.perf_counter() - started) / (len(group) * width)
-        self.token_seconds = _averaged(self.token_seconds, seconds)
+        self.read_cost.add(len(group) * width, time.perf_counter() - started)
 
     def _choose(self, sequences: list[Sequence], logits: torch.Tensor) -> None:
         greedy = logits.argmax(-1).tolist()
@@ -279,6 +293,33 @@ def choose_token(logits: torch.Tensor, request: GenerationRequest,
         outside = ordered.cumsum(-1) - ordered > request.top_p  # the nucleus ends before
         probs = probs.scatter(-1, order, ordered.masked_fill(outside, 0.0))
     return int(torch.multinomial(probs, 1, generator=generator))
+
+
+class ReadCost:
+    """Seconds the last prompt chunks took, read as a part per token (their slope by size)
+    and an average per token (their whole cost over their tokens). Every chunk also pays a
+    fixed part (a pass over the weights; on a GPU, launching every kernel, which outweighs
+    the arithmetic of thousands of tokens)."""
+
+    def __init__(self, reads: int = 16) -> None:
+        self.reads: deque[tuple[int, float]] = deque(maxlen=reads)
+
+    def add(self, tokens: int, seconds: float) -> None:
+        self.reads.append((tokens, seconds))
+
+    def fit(self) -> tuple[float, float] | None:
+        """Seconds per token at the margin (at least 0; the average where the reads were
+        all of one size) and on average; None before any read."""
+        if not self.reads:
+            return None
+        tokens, seconds = zip(*self.reads)
+        mean_tokens, mean_seconds = statistics.fmean(tokens), statistics.fmean(seconds)
+        average = mean_seconds / mean_tokens
+        spread = sum((n - mean_tokens) ** 2 for n in tokens)
+        if spread < 0.01 * mean_tokens ** 2 * len(tokens):
+            return average, average
+        return max(0.0, sum((n - mean_tokens) * (t - mean_seconds)
+                            for n, t in zip(tokens, seconds)) / spread), average
 
 
 def _averaged(average: float | None, measured: float, weight: float = 0.3) -> float:

@@ -3,6 +3,8 @@ the batched lean forward pass writes what plain `transformers.generate` writes."
 
 from __future__ import annotations
 
+import itertools
+
 import anyio
 import pytest
 import torch
@@ -191,3 +193,49 @@ def test_a_long_prompt_is_read_in_chunks_between_the_others_decoding_steps(
     for sequence in sequences.values():
         sequence.cancel()
     batcher.step()
+
+
+def test_read_cost_tells_the_part_per_token_from_the_average() -> None:
+    from mempipe.engine.batcher import ReadCost
+
+    cost = ReadCost()
+    for tokens in (8, 16, 8, 16, 12):
+        cost.add(tokens, 0.03 + 0.002 * tokens)
+    per_token, average = cost.fit()
+    assert per_token == pytest.approx(0.002) and average == pytest.approx(0.03 / 12 + 0.002)
+    same = ReadCost()
+    same.add(10, 0.05)
+    same.add(10, 0.05)
+    assert same.fit() == pytest.approx((0.005, 0.005))  # one size: nothing to tell apart
+
+
+def chunks(fixed: float, per_token: float, step: float, steps: int) -> list[int]:
+    """The chunk sizes a batcher chooses, step after step, where reading `n` prompt tokens
+    costs `fixed + per_token * n` seconds and a decoding step `step`."""
+    from mempipe.engine.batcher import Batcher
+
+    batcher = Batcher(None, None, set(), max_rows=8, cache_bytes=0)  # type: ignore[arg-type]
+    batcher.step_seconds, sizes = step, []
+    for _ in range(steps):
+        size = batcher._chunk()
+        batcher.read_cost.add(size, fixed + per_token * size)
+        batcher.steps += 1
+        sizes.append(size)
+    return sizes
+
+
+def test_chunks_grow_where_reading_costs_about_the_same_at_any_size() -> None:
+    """A GPU: launching the kernels is the cost, and 8 tokens cost what 4,000 do, so small
+    chunks only make a long prompt take hundreds of steps."""
+    from mempipe.engine.batcher import PREFILL_TOKENS
+
+    sizes = chunks(fixed=0.035, per_token=2e-7, step=0.04, steps=24)
+    assert max(sizes) == PREFILL_TOKENS
+    assert all(b <= 2 * a for a, b in itertools.pairwise(sizes))  # at most doubling
+
+
+def test_chunks_stay_about_one_decoding_step_where_tokens_cost() -> None:
+    """A CPU: each token costs, so a chunk is kept to about one decoding step."""
+    sizes = chunks(fixed=0.01, per_token=0.002, step=0.05, steps=24)
+    assert all(0.01 + 0.002 * size <= 0.05 * 1.05 for size in sizes[8:])
+    assert max(sizes[8:]) >= 15
