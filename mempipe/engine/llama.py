@@ -128,7 +128,7 @@ class LlamaRunner:
         self.keys: list[torch.Tensor] = []
         self.values: list[torch.Tensor] = []
         self.rows, self.capacity = 0, 0
-        self.clean = 0  # positions 0..clean of every row hold numbers (see `reserve`)
+        self.clean: list[int] = []  # per row: its positions 0..clean hold numbers (`reserve`)
         self.adapters: list[Adapter | None] = []  # per row: the LoRA adapter it reads with
         self.head_int8: Int8 | None = None
         self._no_rows()
@@ -160,18 +160,18 @@ class LlamaRunner:
         The new space is left unwritten: allocating and zeroing a long prompt's positions
         for every row at once stalled every decoding row for as long. Masked slots are
         still multiplied in attention, so they must hold numbers, never NaN: `_clean`
-        zeroes positions as reading first reaches them."""
+        zeroes a row's positions as its reading first reaches them."""
         positions = min(self.max_positions, -(-positions // GROW) * GROW)
         if rows <= self.rows and positions <= self.capacity:
             return
         rows, positions = max(rows, self.rows), max(positions, self.capacity)
         shape = (rows, self.kv_heads, positions, self.head_dim)
+        held = max(self.clean, default=0)
         for cache in (self.keys, self.values):
             for i in range(len(self.blocks)):
                 grown = torch.empty(shape, dtype=self.dtype, device=self.device)
-                grown[self.rows:, :, :self.clean] = 0
                 if cache[i:]:
-                    grown[:self.rows, :, :self.clean] = cache[i][:, :, :self.clean]
+                    grown[:self.rows, :, :held] = cache[i][:, :, :held]
                     cache[i] = grown
                 else:
                     cache.append(grown)
@@ -181,29 +181,37 @@ class LlamaRunner:
             setattr(self, name, grown)
         self.memory_layers[self.rows:] = len(self.blocks)
         self.adapters += [None] * (rows - self.rows)
+        self.clean += [0] * (rows - self.rows)
         self.rows, self.capacity = rows, positions
 
-    def _clean(self, end: int) -> None:
-        """Zero every row's positions from `clean` to `end` before anything writes or
-        reads there, so that nothing written ever lies past `clean`."""
-        if end <= self.clean:
-            return
-        for cache in (self.keys, self.values):
-            for layer in cache:
-                layer[:, :, self.clean:end] = 0
-        self.clean = end
+    def _clean(self, first: int, n: int, end: int) -> None:
+        """Zero rows first..first+n from their `clean` to `end` before anything writes or
+        reads there, so that nothing written ever lies past a row's `clean`. Only the rows
+        a forward pass reads: zeroing every row as one reads on cost each step a pass over
+        all of them."""
+        behind = [r for r in range(first, first + n) if self.clean[r] < end]
+        for start in sorted({self.clean[r] for r in behind}):
+            rows = [r for r in behind if self.clean[r] == start]
+            index: slice | torch.Tensor = slice(rows[0], rows[-1] + 1) \
+                if rows[-1] - rows[0] == len(rows) - 1 else torch.tensor(rows, device=self.device)
+            for cache in (self.keys, self.values):
+                for layer in cache:
+                    layer[index, :, start:end] = 0
+        for r in behind:
+            self.clean[r] = end
 
     def move(self, source: int, target: int, length: int) -> None:
         """Copy one row's first `length` positions into another row."""
         for cache in (self.keys, self.values):
             for layer in cache:
                 layer[target, :, :length] = layer[source, :, :length]
+        self.clean[target] = max(self.clean[target], length)
         for row in (self.shift, self.memory_start, self.memory_end, self.memory_layers):
             row[target] = row[source]
         self.adapters[target] = self.adapters[source]
 
     def release(self) -> None:
-        self.keys, self.values, self.rows, self.capacity, self.clean = [], [], 0, 0, 0
+        self.keys, self.values, self.rows, self.capacity, self.clean = [], [], 0, 0, []
         self.adapters = []
         self._no_rows()
 
@@ -235,10 +243,10 @@ class LlamaRunner:
             self.memory_layers[row] = len(self.blocks)
             return 0
         slots = prefix.slots
-        self._clean(slots)
         for keys, values, k, v in zip(self.keys, self.values, prefix.keys, prefix.values):
             keys[row, :, :slots] = k
             values[row, :, :slots] = v
+        self.clean[row] = max(self.clean[row], slots)
         self.shift[row] = prefix.span - slots
         self.memory_start[row], self.memory_end[row] = prefix.head, slots
         self.memory_layers[row] = prefix.layers
@@ -254,7 +262,7 @@ class LlamaRunner:
         n, t = ids.shape
         positions = starts[:, None] + torch.arange(t, device=self.device)  # (n, t) slots
         end = int(starts.max()) + t
-        self._clean(end)
+        self._clean(first, n, end)
         shift = self.shift[first:first + n, None]
         cos, sin = self.rotary(self.embed[:1], positions + shift)  # (n, t, head_dim) each
         cos, sin = cos[:, None], sin[:, None]

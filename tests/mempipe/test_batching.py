@@ -67,7 +67,7 @@ def test_space_the_cache_grows_by_may_hold_anything_until_it_is_read(
         runner.release()
         runner.reserve(2, len(long) + 1)
         for layer in runner.keys + runner.values:
-            layer[:, :, runner.clean:] = left_there
+            layer[:] = left_there  # nothing written yet: every row is clean to 0
         with torch.inference_mode():
             runner.forward(0, torch.tensor([long]), torch.tensor([0]))
             runner.forward(1, torch.tensor([short]), torch.tensor([0]))
@@ -80,6 +80,20 @@ def test_space_the_cache_grows_by_may_hold_anything_until_it_is_read(
     assert len(short) < len(long)
     assert not garbage.isnan().any()
     assert torch.equal(garbage, zeros)
+
+
+def test_only_the_rows_a_pass_reads_are_cleaned(engine: LocalEngine) -> None:
+    """A long prompt read in one row zeroes its own new positions, not every row's."""
+    runner = engine.batcher.runner
+    runner.release()
+    runner.reserve(4, 256)
+    for layer in runner.keys + runner.values:
+        layer[:] = 7.0
+    with torch.inference_mode():
+        runner.forward(2, torch.tensor([list(range(5, 205))]), torch.tensor([0]))
+    assert runner.clean == [0, 0, 200, 0]
+    assert all(bool((layer[[0, 1, 3]] == 7.0).all()) for layer in runner.keys + runner.values)
+    runner.release()
 
 
 def test_a_short_request_leaves_before_a_long_one_it_joined(engine: LocalEngine) -> None:
