@@ -41,15 +41,32 @@ MAX_OPTIONS = 3  # a small model chooses well among a few names, not among a cro
 def names(text: str, question: str) -> list[str]:
     """The names in `text` a question could be answered by: capitalised runs, the most
     mentioned first (then the first seen), leaving out those made only of the question's
-    own words; "Alice's" counts as Alice."""
+    own words and those the question names ("Mr. Darcy" where it asks about Darcy's
+    cousin, though not "Mr. Bennet" where it names Mrs. Bennet); "Alice's" counts as
+    Alice."""
     asked = set(words(question))
     counts: dict[str, int] = {}
     for match in _NAME.finditer(text):
         name = _POSSESSIVE.sub("", _ARTICLE.sub("", " ".join(match.group(0).split())))
         said = set(words(name))
-        if said and not said <= asked | FUNCTION_WORDS:  # "She", "While" name nobody
-            counts[name] = counts.get(name, 0) + 1
+        if said and not said <= asked | FUNCTION_WORDS and not named_in(name, question):
+            counts[name] = counts.get(name, 0) + 1  # "She", "While" name nobody
     return sorted(counts, key=lambda name: -counts[name])  # a stable sort keeps first seen
+
+
+_TITLED = re.compile(rf"^(?P<title>{TITLES})\.?\s+(?P<rest>.+)$")
+
+
+def named_in(name: str, question: str) -> bool:
+    """Whether the question names the one `name` names: its words after any title, with
+    no title before them there or the same one."""
+    titled = _TITLED.match(name)
+    title, rest = (titled["title"], titled["rest"]) if titled else ("", name)
+    for found in re.finditer(rf"(?:\b(?P<title>{TITLES})\.?\s+)?\b{re.escape(rest)}\b",
+                             question):
+        if found["title"] in (None, title):
+            return True
+    return False
 
 
 

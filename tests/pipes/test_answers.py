@@ -21,6 +21,14 @@ def test_names_leave_out_the_question_and_articles() -> None:
     assert names(again, "Who told Alice to stop?")[:2] == ["Mr. Darcy", "Mock Turtle"]
 
 
+def test_names_leave_out_whom_the_question_names_under_the_same_title_or_none() -> None:
+    text = "Mr. Darcy came with Colonel Fitzwilliam. Mrs. Bennet saw Mr. Bennet."
+    assert names(text, "Which cousin of Darcy's came?") == [
+        "Colonel Fitzwilliam", "Mrs. Bennet", "Mr. Bennet"]
+    assert names(text, "Who is Mrs. Bennet's husband?") == [
+        "Mr. Darcy", "Colonel Fitzwilliam", "Mr. Bennet"]
+
+
 
 @pytest.mark.parametrize(("text", "phrase", "speaker"), [
     ("“We must burn the house down!” said the Rabbit’s voice; and Alice called out",
