@@ -9,7 +9,7 @@ import re
 
 import numpy as np
 
-from mempipe.chunking import ABBREVIATED_TITLES, sentence_spans
+from mempipe.chunking import ABBREVIATED_TITLES, TITLES, sentence_spans
 from mempipe.item import Item
 from mempipe.memory.embed import Embedder
 from mempipe.memory.query import STOPWORDS, fuse, words
@@ -38,6 +38,7 @@ SURE = 0.05
 _CLAUSE = re.compile(r"[^,;:.!?()\[\]\"“”‘—–_*]+")  # a chosen answer never crosses punctuation
 _TOKEN = re.compile(r"[A-Za-z0-9][\w'’\x00-]*")
 _TITLE_STOP = re.compile(rf"\b({ABBREVIATED_TITLES})\.")  # "Mr. Darcy" is one name
+_TITLED = re.compile(rf"{TITLES}\b")  # a span that begins so names a person
 _TIMES = frozenset({
     "clock", "morning", "evening", "night", "noon", "midnight", "afternoon", "day", "days",
     "week", "weeks", "month", "months", "year", "years", "yesterday", "today", "tomorrow",
@@ -147,9 +148,10 @@ def _inside(part: Item, whole: Item) -> bool:
 def spans(text: str, question: str) -> list[str]:
     """The short spans of `text` a question could be answered by, in the text's order:
     runs of 1 to SPAN_WORDS words within a clause, neither beginning nor ending with a
-    function word, not made only of the question's own words; for a question that asks
-    for a number, a time or a person, holding one where any do; for a place, governed by
-    a place preposition (none where none is)."""
+    function word, not made only of the question's own words. For a number or a time,
+    only those that hold one; for a place, those a place preposition governs; for a
+    person, the capitalised ones where any are. A titled name ("Mr. Darcy") is no place,
+    reason or manner. None where none fits: nothing to choose is an abstention."""
     asked = set(words(question))
     found: dict[str, None] = {}
     placed: dict[str, None] = {}  # spans a place preposition governs: "on (the) bank"
@@ -167,7 +169,11 @@ def spans(text: str, question: str) -> list[str]:
                         placed[" ".join(run)] = None
     kind = kind_of(question)
     if kind == "place":  # a place is where a preposition says it is, or no span is one
-        return list(placed)
+        return [s for s in placed if not _TITLED.match(s)]
+    if kind in ("number", "time"):  # a span that holds none answers nothing
+        return [s for s in found if _holds(s, kind)]
+    if kind in ("reason", "manner"):  # "Mr. Darcy" is no reason
+        return [s for s in found if not _TITLED.match(s)]
     return [s for s in found if _holds(s, kind)] or list(found)
 
 

@@ -84,3 +84,15 @@ def test_a_place_question_is_offered_only_what_a_place_preposition_governs() -> 
     assert "bank" in found and "lap of her sister" in found
     assert "head" not in found and "sister" not in found
     assert spans("Please would you tell me, said the girl.", "Where did she go?") == []
+    assert "Mr. Darcy" not in spans("She went to Mr. Darcy at Pemberley.", "Where did she go?")
+
+
+def test_a_span_must_be_what_the_question_asks_for() -> None:
+    from mempipe.pipes.reading import spans
+
+    said = "Mr. Wickham spoke of Mr. Darcy's income, which was ten thousand a year."
+    found = spans(said, "How large an income did he have?")
+    assert "ten thousand" in found and all("ten" in s or "thousand" in s for s in found)
+    assert spans("Mr. Wickham spoke to her.", "How old was she?") == []
+    assert not any(s.startswith("Mr.") for s in spans(said, "Why did he speak?"))
+    assert "Mr. Darcy" in spans("She saw Mr. Darcy.", "What did she see?")
