@@ -54,13 +54,13 @@ def names(text: str, question: str) -> list[str]:
     return sorted(counts, key=lambda name: -counts[name])  # a stable sort keeps first seen
 
 
-_TITLED = re.compile(rf"^(?P<title>{TITLES})\.?\s+(?P<rest>.+)$")
+TITLED = re.compile(rf"^(?P<title>{TITLES})\.?\s+(?P<rest>.+)$")  # a person: "Mr. Darcy"
 
 
 def named_in(name: str, question: str) -> bool:
     """Whether the question names the one `name` names: its words after any title, with
     no title before them there or the same one."""
-    titled = _TITLED.match(name)
+    titled = TITLED.match(name)
     title, rest = (titled["title"], titled["rest"]) if titled else ("", name)
     for found in re.finditer(rf"(?:\b(?P<title>{TITLES})\.?\s+)?\b{re.escape(rest)}\b",
                              question):

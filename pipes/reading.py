@@ -9,11 +9,11 @@ import re
 
 import numpy as np
 
-from mempipe.chunking import ABBREVIATED_TITLES, TITLES, sentence_spans
+from mempipe.chunking import ABBREVIATED_TITLES, sentence_spans
 from mempipe.item import Item
 from mempipe.memory.embed import Embedder
 from mempipe.memory.query import STOPWORDS, fuse, words
-from mempipe.pipes.answers import FUNCTION_WORDS
+from mempipe.pipes.answers import FUNCTION_WORDS, TITLED
 from mempipe.pipes.relevance import bm25, widened
 
 _NUMBER_WORDS = ("zero one two three four five six seven eight nine ten eleven twelve "
@@ -38,7 +38,6 @@ SURE = 0.05
 _CLAUSE = re.compile(r"[^,;:.!?()\[\]\"“”‘—–_*]+")  # a chosen answer never crosses punctuation
 _TOKEN = re.compile(r"[A-Za-z0-9][\w'’\x00-]*")
 _TITLE_STOP = re.compile(rf"\b({ABBREVIATED_TITLES})\.")  # "Mr. Darcy" is one name
-_TITLED = re.compile(rf"{TITLES}\b")  # a span that begins so names a person
 _TIMES = frozenset({
     "clock", "morning", "evening", "night", "noon", "midnight", "afternoon", "day", "days",
     "week", "weeks", "month", "months", "year", "years", "yesterday", "today", "tomorrow",
@@ -169,11 +168,11 @@ def spans(text: str, question: str) -> list[str]:
                         placed[" ".join(run)] = None
     kind = kind_of(question)
     if kind == "place":  # a place is where a preposition says it is, or no span is one
-        return [s for s in placed if not _TITLED.match(s)]
+        return [s for s in placed if not TITLED.match(s)]
     if kind in ("number", "time"):  # a span that holds none answers nothing
         return [s for s in found if _holds(s, kind)]
     if kind in ("reason", "manner"):  # "Mr. Darcy" is no reason
-        return [s for s in found if not _TITLED.match(s)]
+        return [s for s in found if not TITLED.match(s)]
     return [s for s in found if _holds(s, kind)] or list(found)
 
 
