@@ -190,10 +190,7 @@ def typed(text: str, question: str) -> list[str]:
     for (they hold one), in the text's order; none for another kind of question, or where
     the text holds no such span. A small model writes numbers the text does not hold
     ("12 years old" for "fifteen"); chosen among the text's own, it rarely errs."""
-    kind = kind_of(question)
-    if kind not in ("number", "time"):
-        return []
-    return [s for s in spans(text, question) if _holds(s, kind)]
+    return spans(text, question) if kind_of(question) in ("number", "time") else []
 
 
 def _holds(span: str, kind: str) -> bool:
