@@ -1,7 +1,8 @@
 """General questions (what, where, when, how many, why, how, which person) answered from
-text memory, with three baselines on the same model in the same run: the top-3 BM25
-passages handed to the model, which writes; the gold evidence sentence handed to the
-model, which writes (the reader's ceiling with a written answer); and how many of
+text memory, with baselines on the same model in the same run: the top-3 BM25 passages
+handed to the model, which writes; the gold evidence sentence handed to the model, which
+writes (the ceiling of a written answer); the same gold evidence piped into `ask` (the
+ceiling of mempipe's reader: what it answers when retrieval is perfect); and how many of
 mempipe's answers were decided without the model.
 
     python bench/general.py --json [--book PATH --qa PATH] [--limit N]
@@ -85,7 +86,7 @@ def run_book(book: Path, qa: Path, limit: int | None, k: int, baselines: bool = 
         seconds = time.perf_counter() - started
         cited = [tuple(s["span"]) for s in meta.get("sources", []) if s.get("span")]
 
-        bm25_answer = gold_answer = ""
+        bm25_answer = gold_answer = reader_answer = ""
         if baselines:
             scores = bm25(q["question"], pieces)
             top = sorted(range(len(pieces)), key=lambda i: -scores[i])[:BM25_PASSAGES]
@@ -95,6 +96,11 @@ def run_book(book: Path, qa: Path, limit: int | None, k: int, baselines: bool = 
                             .split())
             gold_answer = anyio.run(generate, engine, BASELINE_PROMPT.format(
                 text=gold, question=q["question"]))
+            try:
+                reader_answer = ask(q["question"]).pipeline().items(
+                    Item(text=gold, source="gold-evidence"), engine=engine)[0].text
+            except MempipeError:  # a refusal: the reader abstained
+                reader_answer = ""
         rows.append({
             "question": q["question"], "kind": q["kind"], "asked_as": kind_of(q["question"]),
             "answer": answer, "correct": correct(answer, q["answers"]),
@@ -105,6 +111,8 @@ def run_book(book: Path, qa: Path, limit: int | None, k: int, baselines: bool = 
             "without_model": meta.get("options") == 1 or bool(meta.get("decided")),
             "bm25_answer": bm25_answer, "bm25_correct": correct(bm25_answer, q["answers"]),
             "gold_answer": gold_answer, "gold_correct": correct(gold_answer, q["answers"]),
+            "reader_gold_answer": reader_answer,
+            "reader_gold_correct": correct(reader_answer, q["answers"]),
         })
         log(f"{book.name} {n}/{len(questions)}: {answer!r} "
             f"({'right' if rows[-1]['correct'] else 'wrong'}; {q['answers'][0]})")
@@ -118,7 +126,8 @@ def run_book(book: Path, qa: Path, limit: int | None, k: int, baselines: bool = 
         "questions": len(rows), "accuracy": share("correct"),
         "per_kind": {kind: {"n": len(of), "accuracy": share("correct", of),
                             "baseline_bm25": share("bm25_correct", of),
-                            "baseline_gold_evidence": share("gold_correct", of)}
+                            "baseline_gold_evidence": share("gold_correct", of),
+                            "baseline_reader_gold": share("reader_gold_correct", of)}
                      for kind in kinds for of in [[r for r in rows if r["kind"] == kind]]},
         "abstentions": share("abstained"),
         "median_s": round(statistics.median(r["seconds"] for r in rows), 3),
@@ -126,6 +135,7 @@ def run_book(book: Path, qa: Path, limit: int | None, k: int, baselines: bool = 
         "evidence_cited": share("cited_evidence"),
         "baseline_bm25_writes": share("bm25_correct"),
         "baseline_gold_evidence_writes": share("gold_correct"),
+        "baseline_reader_gold_evidence": share("reader_gold_correct"),
         "decided_without_model": share("without_model"),
         "rows": rows,
     }
@@ -147,7 +157,8 @@ def main() -> None:
     else:
         for name, b in books.items():
             print(f"{name}: {b['accuracy']:.0%} (bm25 writes {b['baseline_bm25_writes']:.0%}, "
-                  f"gold evidence writes {b['baseline_gold_evidence_writes']:.0%}), "
+                  f"gold evidence writes {b['baseline_gold_evidence_writes']:.0%}, "
+                  f"reader on gold evidence {b['baseline_reader_gold_evidence']:.0%}), "
                   f"abstained {b['abstentions']:.0%}, median {b['median_s']} s")
 
 
