@@ -90,7 +90,7 @@ class Ask(ReduceAgent):
             return await text.who_said(question, contexts, ctx)
         # What was piped in is read whole where it fits; memory adds what it lacks.
         fits = sum(ctx.count_tokens([i.text for i in piped])) <= question.room(ctx) // 2
-        return await text.read(question, (piped if fits else []) + contexts, ctx)
+        return await text.read(question, piped if fits else [], groups, ctx)
 
 
 def teacher(namespace: str, engine: Any) -> params.Teacher:

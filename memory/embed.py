@@ -66,17 +66,20 @@ class Embedder:
         import torch
 
         self._load()
-        rows = []
+        # Batched by length, so that a batch pads little.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        rows = np.zeros((len(texts), DIMENSIONS), dtype=np.float32)
         for start in range(0, len(texts), BATCH):
-            batch = self._tokenizer(texts[start:start + BATCH], padding=True,
+            chosen = order[start:start + BATCH]
+            batch = self._tokenizer([texts[i] for i in chosen], padding=True,
                                     truncation=True, max_length=MAX_TOKENS,
                                     return_tensors="pt")
             with torch.inference_mode():
                 hidden = self._model(**batch).last_hidden_state  # (batch, tokens, 384)
             mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
-            rows.append(torch.nn.functional.normalize(pooled, dim=-1).float().numpy())
-        return np.concatenate(rows)
+            rows[chosen] = torch.nn.functional.normalize(pooled, dim=-1).float().numpy()
+        return rows
 
 
 def _bundled_path() -> Path:

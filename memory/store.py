@@ -1,5 +1,6 @@
 """The text tier: namespaces of passages in one SQLite database, searched by BM25 (FTS5)
-and by dense vectors, the two rankings fused.
+and by dense vectors, the two rankings fused; each passage's sentences are embedded too,
+so evidence is found sentence by sentence across a whole namespace.
 
 Every write is one transaction, so a process killed mid-way leaves the database as it was;
 a document is keyed by its content hash, so remembering it again costs nothing."""
@@ -18,6 +19,7 @@ import numpy as np
 import sqlite_utils
 from pydantic import BaseModel, ValidationError
 
+from mempipe.chunking import sentence_spans
 from mempipe.config import home
 from mempipe.database import connect, write
 from mempipe.errors import UsageError
@@ -88,7 +90,16 @@ def _m002_kv(db: sqlite_utils.Database) -> None:
                     foreign_keys=[("passage", "passages", "id")])
 
 
-MIGRATIONS = [_m001_initial, _m002_kv]  # append, never edit
+def _m003_sentences(db: sqlite_utils.Database) -> None:
+    """Each passage's sentences (offsets in its document, like the passage's) and their
+    vectors: a small model answers from a few sentences, found in the whole namespace."""
+    db["sentences"].create({"id": int, "passage": int, "start": int, "end": int,
+                            "vector": bytes}, pk="id",
+                           foreign_keys=[("passage", "passages", "id")])
+    db["sentences"].create_index(["passage"])
+
+
+MIGRATIONS = [_m001_initial, _m002_kv, _m003_sentences]  # append, never edit
 
 
 def check_namespace(name: str) -> str:
@@ -115,6 +126,7 @@ class Store:
         self.db = connect(self.path, MIGRATIONS)
         self.embedder = embedder or default_embedder()
         self._vectors: dict[str, tuple[tuple, np.ndarray, np.ndarray]] = {}
+        self._sentence_vectors: dict[str, tuple[tuple, np.ndarray, np.ndarray]] = {}
 
     # -- writing -------------------------------------------------------------------------
 
@@ -144,7 +156,9 @@ class Store:
             if versions and _is_file(document.source):
                 self._delete("documents.source = ? and documents.namespace = ?",
                              [document.source, namespace])
-            return self._insert(namespace, len(document.text), passages, vectors)
+            added = self._insert(namespace, len(document.text), passages, vectors)
+        self.index_sentences(namespace)
+        return added
 
     def _embed(self, passages: list[Exported]) -> np.ndarray:
         return self.embedder.embed([p.text for p in passages]).astype(np.float16)
@@ -184,6 +198,7 @@ class Store:
         passages = f"select id from passages where document in ({docs})"
         count = self.db.execute(f"select count(*) from ({passages})", params).fetchone()[0]
         self.db.execute(f"delete from vectors where passage in ({passages})", params)
+        self.db.execute(f"delete from sentences where passage in ({passages})", params)
         self.db.execute(f"delete from kv where passage in ({passages})", params)
         self.db.execute(f"delete from passages where document in ({docs})", params)
         self.db.execute(f"delete from documents where {where}", params)
@@ -374,6 +389,78 @@ class Store:
             self._vectors[namespace] = cached
         return cached[1], cached[2]
 
+    # -- sentences -----------------------------------------------------------------------
+
+    def index_sentences(self, namespace: str) -> int:
+        """Embed and keep the sentences of the namespace's passages that have none yet;
+        returns the sentences added. Remembering calls it; a namespace remembered before
+        sentences were kept, or whose indexing was killed, is completed on first use."""
+        rows = self.db.execute(
+            "select p.id, p.start, p.text from passages p where p.namespace = ? and not "
+            "exists (select 1 from sentences s where s.passage = p.id) order by p.id",
+            [namespace]).fetchall()
+        found = [(pid, start + a, start + b, said) for pid, start, text in rows
+                 for a, b in sentence_spans(text)
+                 if (said := " ".join(text[a:b].split()))]
+        if not found:
+            return 0
+        vectors = self.embedder.embed([f[3] for f in found]).astype(np.float16)
+        with write(self.db):
+            alive = {r[0] for r in self.db.execute(
+                "select p.id from passages p where p.namespace = ? and not exists "
+                "(select 1 from sentences s where s.passage = p.id)", [namespace])}
+            kept = [(pid, a, b, v.tobytes()) for (pid, a, b, _), v in zip(found, vectors)
+                    if pid in alive]
+            self.db.conn.executemany("insert into sentences (passage, start, end, vector) "
+                                "values (?, ?, ?, ?)", kept)
+        return len(kept)
+
+    def sentence_vectors(self, passages: list[Passage]) -> dict[tuple[str, int, int],
+                                                                   np.ndarray]:
+        """The stored vectors of the sentences of `passages`, by (source, start, end)."""
+        if not passages:
+            return {}
+        sources = {p.id: p.source for p in passages}
+        rows = self.db.execute(
+            f"select passage, start, end, vector from sentences where passage in "
+            f"({','.join('?' * len(sources))})", list(sources)).fetchall()
+        return {(sources[pid], a, b): np.frombuffer(v, dtype=np.float16).astype(np.float32)
+                for pid, a, b, v in rows}
+
+    def near(self, namespaces: list[str], query: str, k: int) -> list[Passage]:
+        """The passages holding the `k` sentences nearest `query` (cosine similarity of
+        their vectors), nearest first, each once; nothing is counted as recalled."""
+        ids: list[int] = []
+        scores: list[float] = []
+        query_vector = self.embedder.embed([query])[0]
+        for name in namespaces:
+            owners, matrix = self._sentence_matrix(name)
+            if len(owners):
+                similar = matrix @ query_vector
+                top = np.argsort(-similar)[:k]
+                ids += [int(owners[i]) for i in top]
+                scores += [float(similar[i]) for i in top]
+        order = [ids[i] for i in np.argsort(-np.asarray(scores), kind="stable")][:k]
+        chosen = list(dict.fromkeys(order))
+        passages = {p.id: p for p in self._passages(chosen)}
+        return [passages[i] for i in chosen if i in passages]
+
+    def _sentence_matrix(self, namespace: str) -> tuple[np.ndarray, np.ndarray]:
+        """The passage of each of the namespace's sentences and their unit vectors,
+        cached until the namespace changes."""
+        self.index_sentences(namespace)
+        version = self.version(namespace)
+        cached = self._sentence_vectors.get(namespace)
+        if cached is None or cached[0] != version:
+            rows = self.db.execute(
+                "select s.passage, s.vector from sentences s join passages p on "
+                "p.id = s.passage where p.namespace = ? order by s.id", [namespace]).fetchall()
+            owners = np.array([r[0] for r in rows], dtype=np.int64)
+            matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float16)
+            cached = (version, owners, matrix.reshape(len(rows), -1).astype(np.float32))
+            self._sentence_vectors[namespace] = cached
+        return cached[1], cached[2]
+
     def _passages(self, ids: list[int]) -> list[Passage]:
         if not ids:
             return []
@@ -432,6 +519,7 @@ class Store:
                 if digest not in known:
                     chars = max(p.span[1] for p in passages)
                     added += self._insert(namespace, chars, passages, mine)
+        self.index_sentences(namespace)
         return added
 
 

@@ -6,6 +6,7 @@ and little else (docs/benchmarks.md: the gold evidence against recalled passages
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -106,12 +107,15 @@ def _heading(line: str) -> bool:
 
 
 def evidence(question: str, contexts: list[Item], embedder: Embedder, limit: int = 3,
-             chars: int = 300) -> list[Item]:
+             chars: int = 300, known: Mapping[tuple[str, int, int], np.ndarray] | None = None
+             ) -> list[Item]:
     """The sentences of `contexts` that bear most on `question`, best first, each grown
     by its neighbours to about `chars` characters (a line of dialogue alone says little):
     a BM25 ranking and an embedding ranking, fused, of the sentences that are content
     (not headings) and at least RELEVANT to it by cosine similarity. None where
-    nothing bears on it; a sentence inside an earlier one's window adds nothing."""
+    nothing bears on it; a sentence inside an earlier one's window adds nothing.
+    `known` holds vectors already computed, by (source, start, end): only the other
+    sentences are embedded."""
     sentences: list[tuple[Item, list[tuple[int, int]], int, frozenset[int]]] = []
     for context in contexts:
         spans = sentence_spans(context.text)
@@ -122,8 +126,8 @@ def evidence(question: str, contexts: list[Item], embedder: Embedder, limit: int
     if not sentences:
         return []
     texts = [" ".join(c.text[s[i][0]:s[i][1]].split()) for c, s, i, _ in sentences]
-    vectors = embedder.embed([question, *texts])
-    cosine = vectors[1:] @ vectors[0]
+    cosine = _similarity(question, texts, [_key(c, s[i]) for c, s, i, _ in sentences],
+                         embedder, known or {})
     kept = [i for i in range(len(texts)) if cosine[i] >= RELEVANT]
     lexical = bm25(question, [texts[i] for i in kept])
     fused = fuse([[kept[j] for j in np.argsort(-np.asarray(lexical), kind="stable")],
@@ -137,6 +141,27 @@ def evidence(question: str, contexts: list[Item], embedder: Embedder, limit: int
         if len(found) == limit:
             break
     return found
+
+
+def _key(context: Item, span: tuple[int, int]) -> tuple[str, int, int] | None:
+    """A sentence's place in its source, as stored vectors are keyed."""
+    if context.span is None:
+        return None
+    return context.source, context.span[0] + span[0], context.span[0] + span[1]
+
+
+def _similarity(question: str, texts: list[str], keys: list[tuple[str, int, int] | None],
+                embedder: Embedder, known: Mapping[tuple[str, int, int], np.ndarray]
+                ) -> np.ndarray:
+    """Cosine similarity of each text to the question, known vectors taken as they are."""
+    missing = [i for i, key in enumerate(keys) if key not in known]
+    embedded = embedder.embed([question, *(texts[i] for i in missing)])
+    vectors = np.zeros((len(texts), embedded.shape[1]), dtype=np.float32)
+    vectors[missing] = embedded[1:]
+    for i, key in enumerate(keys):
+        if key in known:
+            vectors[i] = known[key]  # type: ignore[index]
+    return vectors @ embedded[0]
 
 
 def _inside(part: Item, whole: Item) -> bool:

@@ -10,7 +10,14 @@ import math
 
 import anyio
 
-from mempipe.agents.asking.question import SYSTEM, Question, best_of, best_windows
+from mempipe.agents.asking.question import (
+    SYSTEM,
+    Question,
+    Recalled,
+    best_of,
+    best_windows,
+    joined,
+)
 from mempipe.errors import UsageError
 from mempipe.item import Item
 from mempipe.memory.embed import default_embedder
@@ -53,15 +60,16 @@ async def who_said(question: Question, contexts: list[Item], ctx: Context) -> It
     return question.answer(written, evidence)
 
 
-async def read(question: Question, texts: list[Item], ctx: Context) -> Item:
-    """Any other question: the sentences that bear most on it are its evidence (never
-    a heading). For a question that asks for someone the model chooses among the
+async def read(question: Question, piped: list[Item], recalled: Recalled,
+               ctx: Context) -> Item:
+    """Any other question: the sentences that bear most on it, in what was piped in,
+    the recalled passages and the passages of its nearest sentences, are its evidence
+    (never a heading). For a question that asks for someone the model chooses among the
     names they hold, for a number or a time among their spans that hold one; otherwise
     it writes, loops cut. Where what it wrote only echoes
     the question or says what the evidence does not, it chooses among the best
     sentence's short spans instead, and where it is unsure even of those, abstains."""
-    found = await anyio.to_thread.run_sync(reading.evidence, question.text, texts,
-                                           default_embedder(), EVIDENCE_SENTENCES)
+    found = await anyio.to_thread.run_sync(_evidence, question, piped, recalled, ctx)
     if not found:
         raise UsageError(f"nothing in {question.from_ or 'the input'} bears on the question")
     ctx.note("answered from text")
@@ -89,6 +97,16 @@ async def read(question: Question, texts: list[Item], ctx: Context) -> Item:
         return _abstained(question, evidence, written, ctx)
     ctx.note(f"chose {chosen!r} ({sureness:.2f}): {written!r} is not what the evidence says")
     return question.answer(chosen, best, options=len(options), confidence=round(sureness, 3))
+
+
+def _evidence(question: Question, piped: list[Item], recalled: Recalled,
+              ctx: Context) -> list[Item]:
+    groups = recalled + question.near(ctx, recalled)
+    known = {}
+    for store, group in groups:
+        known |= store.sentence_vectors(group)
+    return reading.evidence(question.text, piped + [joined(group) for _, group in groups],
+                            default_embedder(), EVIDENCE_SENTENCES, known=known)
 
 
 def _abstained(question: Question, evidence: list[Item], written: str, ctx: Context) -> Item:

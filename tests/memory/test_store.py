@@ -50,6 +50,31 @@ def test_dense_retrieval_finds_a_paraphrase(alice_store: Store) -> None:
     assert any("grin" in p.text for p in found)
 
 
+def test_every_sentence_is_kept_with_its_vector_where_it_stands(alice_store: Store) -> None:
+    passages = alice_store.passages("alice")
+    vectors = alice_store.sentence_vectors(passages)
+    assert len(vectors) > 2 * len(passages)
+    assert all(source == "alice.txt" and BOOK[a:b].strip() for source, a, b in vectors)
+    assert all(abs(float(v @ v) - 1) < 0.01 for v in list(vectors.values())[:50])
+    assert alice_store.index_sentences("alice") == 0  # nothing is embedded twice
+
+
+def test_the_passage_of_the_sentence_nearest_a_question_is_found(alice_store: Store) -> None:
+    before = {p.id: p.recalls for p in alice_store.passages("alice")}
+    [nearest, *_] = alice_store.near(["alice"], "What was the Caterpillar smoking?", k=3)
+    assert "hookah" in nearest.text
+    assert {p.id: p.recalls for p in alice_store.passages("alice")} == before
+
+
+def test_sentences_are_indexed_on_first_use_where_they_were_not(tmp_path) -> None:
+    store = Store(tmp_path / "m.db")
+    Memory("a", store).remember("The key is under the mat. The door is red.")
+    store.db.execute("delete from sentences")  # as remembered before sentences were kept
+    assert store.sentence_vectors(store.passages("a")) == {}
+    assert "mat" in store.near(["a"], "Where is the key?", k=1)[0].text
+    assert len(store.sentence_vectors(store.passages("a"))) == 2
+
+
 def test_every_recall_is_counted(alice_store: Store) -> None:
     before = {p.id: p.recalls for p in alice_store.passages("alice")}
     found = alice_store.search(["alice"], "the Mock Turtle's story", k=2)
@@ -99,7 +124,8 @@ def test_forget_deletes_everything_and_an_unknown_namespace_is_an_error(tmp_path
     Memory("b", store).remember("Kept.")
     assert store.forget("a") == 1
     assert store.namespaces() == ["b"]
-    assert store.db.execute("select count(*) from vectors").fetchone()[0] == 1
+    for table in ("vectors", "sentences"):
+        assert store.db.execute(f"select count(*) from {table}").fetchone()[0] == 1
     with pytest.raises(UsageError, match="no such namespace: a"):
         store.forget("a")
 

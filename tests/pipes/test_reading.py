@@ -1,5 +1,6 @@
 import numpy as np
 
+from mempipe.chunking import sentence_spans
 from mempipe.item import Item
 from mempipe.pipes.reading import evidence, grounded, is_structure, kind_of
 
@@ -45,6 +46,27 @@ def test_evidence_is_the_sentence_that_bears_on_the_question_never_a_heading() -
     assert "under a tree" in found[0].text
     assert found[0].span[0] >= 100  # spans point into the source
     assert all("CHAPTER" not in e.text for e in found)
+
+
+def test_evidence_takes_known_vectors_and_embeds_only_the_other_sentences() -> None:
+    vocabulary = ["where", "was", "the", "key", "drawer", "cake", "shelf", "cat", "slept"]
+    embedded: list[str] = []
+
+    class Fixed:
+        def embed(self, texts: list[str]) -> np.ndarray:
+            embedded.extend(texts)
+            rows = np.array([[float(w in t.lower().strip("?.").split()) for w in vocabulary]
+                             for t in texts])
+            return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-9)
+
+    text = "The cake was on the shelf. The key was in the drawer. The cat slept."
+    a, b = sentence_spans(text)[1]
+    known = {("book.txt", 10 + a, 10 + b): np.eye(len(vocabulary))[-1]}  # says "slept"
+    found = evidence("Where was the key?",
+                     [Item(text=text, source="book.txt", span=(10, 10 + len(text)))],
+                     Fixed(), limit=3, chars=10, known=known)
+    assert found and all("key" not in e.text for e in found)  # its known vector ruled it out
+    assert "The key was in the drawer." not in embedded and len(embedded) == 3
 
 
 def test_a_written_answer_must_say_something_and_only_what_the_evidence_says() -> None:
