@@ -43,6 +43,3 @@ class Scratch:
 
     def recall(self, query: str, k: int) -> list[Passage]:
         return self.store.search([NAMESPACE], query, k)
-
-    def near(self, query: str, k: int) -> list[Passage]:
-        return self.store.near([NAMESPACE], query, k)

@@ -1,6 +1,6 @@
 """The text tier: namespaces of passages in one SQLite database, searched by BM25 (FTS5)
 and by dense vectors, the two rankings fused; each passage's sentences are embedded too,
-so evidence is found sentence by sentence across a whole namespace.
+so evidence is ranked sentence by sentence without embedding at question time.
 
 Every write is one transaction, so a process killed mid-way leaves the database as it was;
 a document is keyed by its content hash, so remembering it again costs nothing."""
@@ -92,7 +92,7 @@ def _m002_kv(db: sqlite_utils.Database) -> None:
 
 def _m003_sentences(db: sqlite_utils.Database) -> None:
     """Each passage's sentences (offsets in its document, like the passage's) and their
-    vectors: a small model answers from a few sentences, found in the whole namespace."""
+    vectors: a small model answers from a few sentences, ranked when a question comes."""
     db["sentences"].create({"id": int, "passage": int, "start": int, "end": int,
                             "vector": bytes}, pk="id",
                            foreign_keys=[("passage", "passages", "id")])
@@ -126,7 +126,6 @@ class Store:
         self.db = connect(self.path, MIGRATIONS)
         self.embedder = embedder or default_embedder()
         self._vectors: dict[str, tuple[tuple, np.ndarray, np.ndarray]] = {}
-        self._sentence_vectors: dict[str, tuple[tuple, np.ndarray, np.ndarray]] = {}
 
     # -- writing -------------------------------------------------------------------------
 
@@ -393,8 +392,9 @@ class Store:
 
     def index_sentences(self, namespace: str) -> int:
         """Embed and keep the sentences of the namespace's passages that have none yet;
-        returns the sentences added. Remembering calls it; a namespace remembered before
-        sentences were kept, or whose indexing was killed, is completed on first use."""
+        returns the sentences added. Remembering calls it; for a namespace remembered before
+        sentences were kept (or whose indexing was killed), `ask` embeds the sentences it
+        ranks when it ranks them, and remembering anything into it completes it."""
         rows = self.db.execute(
             "select p.id, p.start, p.text from passages p where p.namespace = ? and not "
             "exists (select 1 from sentences s where s.passage = p.id) order by p.id",
@@ -426,40 +426,6 @@ class Store:
             f"({','.join('?' * len(sources))})", list(sources)).fetchall()
         return {(sources[pid], a, b): np.frombuffer(v, dtype=np.float16).astype(np.float32)
                 for pid, a, b, v in rows}
-
-    def near(self, namespaces: list[str], query: str, k: int) -> list[Passage]:
-        """The passages holding the `k` sentences nearest `query` (cosine similarity of
-        their vectors), nearest first, each once; nothing is counted as recalled."""
-        ids: list[int] = []
-        scores: list[float] = []
-        query_vector = self.embedder.embed([query])[0]
-        for name in namespaces:
-            owners, matrix = self._sentence_matrix(name)
-            if len(owners):
-                similar = matrix @ query_vector
-                top = np.argsort(-similar)[:k]
-                ids += [int(owners[i]) for i in top]
-                scores += [float(similar[i]) for i in top]
-        order = [ids[i] for i in np.argsort(-np.asarray(scores), kind="stable")][:k]
-        chosen = list(dict.fromkeys(order))
-        passages = {p.id: p for p in self._passages(chosen)}
-        return [passages[i] for i in chosen if i in passages]
-
-    def _sentence_matrix(self, namespace: str) -> tuple[np.ndarray, np.ndarray]:
-        """The passage of each of the namespace's sentences and their unit vectors,
-        cached until the namespace changes."""
-        self.index_sentences(namespace)
-        version = self.version(namespace)
-        cached = self._sentence_vectors.get(namespace)
-        if cached is None or cached[0] != version:
-            rows = self.db.execute(
-                "select s.passage, s.vector from sentences s join passages p on "
-                "p.id = s.passage where p.namespace = ? order by s.id", [namespace]).fetchall()
-            owners = np.array([r[0] for r in rows], dtype=np.int64)
-            matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float16)
-            cached = (version, owners, matrix.reshape(len(rows), -1).astype(np.float32))
-            self._sentence_vectors[namespace] = cached
-        return cached[1], cached[2]
 
     def _passages(self, ids: list[int]) -> list[Passage]:
         if not ids:

@@ -20,7 +20,6 @@ PROMPT = kv.prompt("{question}").replace(kv.MEMORIES, "{text}")
 PINNED_CHARS = 60    # a quotation in the question pins the evidence to its one sentence
 WIDE_CHARS = 400     # otherwise: a few sentences from each of the best passages
 WIDE_PASSAGES = 3
-NEAR_SENTENCES = 20  # a general question also reads the passages of its nearest sentences
 
 Recalled = list[tuple[Store, list[Passage]]]  # each recalled passage with its neighbours
 
@@ -72,21 +71,6 @@ class Question:
         if ctx.scratch:
             found += [(ctx.scratch.store, p) for p in ctx.scratch.recall(query, self.k)]
         return with_neighbours(found)
-
-    def near(self, ctx: Context, recalled: Recalled) -> Recalled:
-        """The passages holding the sentences nearest the question, in the namespaces and
-        in what this run read, that `recalled` lacks, each alone: recall ranks whole
-        passages, and the one sentence that answers may not make its passage rank."""
-        found: list[tuple[Store, Passage]] = []
-        if self.from_ is not None:
-            store = Store()
-            found += [(store, p) for p in store.near(store.existing(self.from_), self.text,
-                                                     NEAR_SENTENCES)]
-        if ctx.scratch:
-            found += [(ctx.scratch.store, p) for p in ctx.scratch.near(self.text,
-                                                                      NEAR_SENTENCES)]
-        held = {(p.namespace, p.id) for _, group in recalled for p in group}
-        return [(store, [p]) for store, p in found if (p.namespace, p.id) not in held]
 
 
 async def best_of(ctx: Context, prompt: str, options: list[str], **given: Any

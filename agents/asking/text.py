@@ -62,12 +62,11 @@ async def who_said(question: Question, contexts: list[Item], ctx: Context) -> It
 
 async def read(question: Question, piped: list[Item], recalled: Recalled,
                ctx: Context) -> Item:
-    """Any other question: the sentences that bear most on it, in what was piped in,
-    the recalled passages and the passages of its nearest sentences, are its evidence
-    (never a heading). For a question that asks for someone the model chooses among the
-    names they hold, for a number or a time among their spans that hold one; otherwise
-    it writes, loops cut. Where what it wrote only echoes
-    the question or says what the evidence does not, it chooses among the best
+    """Any other question: the sentences that bear most on it, in what was piped in and
+    the recalled passages, are its evidence (never a heading). For a question that asks
+    for someone the model chooses among the names they hold, for a number or a time
+    among their spans that hold one; otherwise it writes, loops cut. Where what it wrote
+    only echoes the question or says what the evidence does not, it chooses among the best
     sentence's short spans instead, and where it is unsure even of those, abstains."""
     found = await anyio.to_thread.run_sync(_evidence, question, piped, recalled, ctx)
     if not found:
@@ -101,11 +100,10 @@ async def read(question: Question, piped: list[Item], recalled: Recalled,
 
 def _evidence(question: Question, piped: list[Item], recalled: Recalled,
               ctx: Context) -> list[Item]:
-    groups = recalled + question.near(ctx, recalled)
     known = {}
-    for store, group in groups:
+    for store, group in recalled:
         known |= store.sentence_vectors(group)
-    return reading.evidence(question.text, piped + [joined(group) for _, group in groups],
+    return reading.evidence(question.text, piped + [joined(group) for _, group in recalled],
                             default_embedder(), EVIDENCE_SENTENCES, known=known)
 
 

@@ -59,19 +59,12 @@ def test_every_sentence_is_kept_with_its_vector_where_it_stands(alice_store: Sto
     assert alice_store.index_sentences("alice") == 0  # nothing is embedded twice
 
 
-def test_the_passage_of_the_sentence_nearest_a_question_is_found(alice_store: Store) -> None:
-    before = {p.id: p.recalls for p in alice_store.passages("alice")}
-    [nearest, *_] = alice_store.near(["alice"], "What was the Caterpillar smoking?", k=3)
-    assert "hookah" in nearest.text
-    assert {p.id: p.recalls for p in alice_store.passages("alice")} == before
-
-
-def test_sentences_are_indexed_on_first_use_where_they_were_not(tmp_path) -> None:
+def test_sentences_missing_from_a_namespace_are_indexed_later(tmp_path) -> None:
     store = Store(tmp_path / "m.db")
     Memory("a", store).remember("The key is under the mat. The door is red.")
     store.db.execute("delete from sentences")  # as remembered before sentences were kept
     assert store.sentence_vectors(store.passages("a")) == {}
-    assert "mat" in store.near(["a"], "Where is the key?", k=1)[0].text
+    assert store.index_sentences("a") == 2
     assert len(store.sentence_vectors(store.passages("a"))) == 2
 
 
