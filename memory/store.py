@@ -412,7 +412,7 @@ class Store:
             kept = [(pid, a, b, v.tobytes()) for (pid, a, b, _), v in zip(found, vectors)
                     if pid in alive]
             self.db.conn.executemany("insert into sentences (passage, start, end, vector) "
-                                "values (?, ?, ?, ?)", kept)
+                                     "values (?, ?, ?, ?)", kept)
         return len(kept)
 
     def sentence_vectors(self, passages: list[Passage]) -> dict[tuple[str, int, int],
