@@ -1,6 +1,7 @@
 """Continuous batching: every running sequence advances one token per step, sequences
 join the batch between steps and leave it the step they finish, so no request waits for
-the longest one beside it.
+the longest one beside it. A sequence decoding alone, greedily, checks a draft of the next
+few tokens each step (lookup.py) and may advance several.
 
 Prompts are read in chunks between decoding steps (chunked prefill): while others decode,
 a step reads only as many prompt tokens as take about `STALL` decoding steps, so a long
@@ -22,6 +23,7 @@ from typing import Any
 
 import torch
 
+from mempipe.engine import lookup
 from mempipe.engine.base import GenerationRequest
 from mempipe.engine.llama import LlamaRunner, Prefix
 
@@ -112,6 +114,7 @@ class Batcher:
         self.step_seconds: float | None = None  # one decoding step, a moving average
         self.read_cost = ReadCost()
         self.chunk = 4 * MIN_CHUNK  # the last chunk's size
+        self.drafts = lookup.DRAFT_TOKENS  # guessed tokens a lone greedy row checks a step
         self._lock = threading.Lock()
 
     def submit(self, sequence: Sequence) -> None:
@@ -217,16 +220,44 @@ class Batcher:
 
     # -- the model -------------------------------------------------------------------------
     def _decode(self, sequences: list[Sequence]) -> None:
+        """One token for every decoding row; a row decoding alone and greedily checks a
+        draft beside it (lookup.py), and writes every drafted token the model confirms."""
         device = self.runner.device
         started = time.perf_counter()
-        ids = torch.tensor([[s.tokens[-1]] for s in sequences], device=device)
+        guess = self._draft(sequences[0]) if len(sequences) == 1 else []
+        ids = torch.tensor([[s.tokens[-1], *guess] for s in sequences], device=device)
         starts = torch.tensor([s.cached for s in sequences], device=device)
-        hidden = self.runner.forward(0, ids, starts)[:, -1]
-        self._choose(sequences, self.runner.logits(hidden, step=True))
+        hidden = self.runner.forward(0, ids, starts)
+        if guess:
+            written = self._confirm(sequences[0], guess, self.runner.logits(hidden[0], step=True))
+        else:
+            self._choose(sequences, self.runner.logits(hidden[:, -1], step=True))
+            written = len(sequences)
         seconds = time.perf_counter() - started
         self.step_seconds = _averaged(self.step_seconds, seconds)
-        self.decoded += len(sequences)
+        self.decoded += written
         self.decode_seconds += seconds
+
+    def _draft(self, sequence: Sequence) -> list[int]:
+        """The guess a lone greedy row checks this step: none where it samples, where
+        decoding reads int8 copies (a step of several tokens reads the weights themselves,
+        and would write other tokens), or past its last token or the model's positions."""
+        if sequence.request.temperature != 0 or self.runner.head_int8 is not None:
+            return []
+        room = min(sequence.request.max_tokens - len(sequence.tokens),
+                   self.runner.max_positions - sequence.cached - 1)
+        return lookup.draft(sequence.prompt + sequence.tokens, min(self.drafts, room))
+
+    def _confirm(self, sequence: Sequence, guess: list[int], logits: torch.Tensor) -> int:
+        """Take the model's greedy token at each position of [newest, *guess] while it is
+        the guessed one; the first it replaces is taken too. How many were written."""
+        greedy = logits.argmax(-1).tolist()
+        scored = logits.float().log_softmax(-1)
+        for i, token in enumerate(greedy):
+            self._take(sequence, token, float(scored[i, token]))
+            if sequence.done or i == len(guess) or token != guess[i]:
+                return i + 1
+        return len(greedy)
 
     def _read(self, sequences: list[Sequence], first: int, budget: int) -> None:
         """Read up to `budget` prompt tokens of the reading rows (first.., arrival order):
@@ -266,16 +297,22 @@ class Batcher:
                 continue
             token = greedy[i] if request.temperature == 0 else choose_token(
                 logits[i], request, sequence.generator)
-            sequence.logprobs.append(float(scored[i, token]))
-            if token in self.eos:
-                sequence.finish = "stop"
-                continue
-            sequence.tokens.append(token)
-            if request.stop and any(stop in sequence.text(self.tokenizer)
-                                    for stop in request.stop):
-                sequence.finish = "stop"
-            elif len(sequence.tokens) >= request.max_tokens:
-                sequence.finish = "length"
+            self._take(sequence, token, float(scored[i, token]))
+
+    def _take(self, sequence: Sequence, token: int, logprob: float) -> None:
+        """Write `token`, or end the sequence where it is the end, a stop string is
+        written or the most tokens are."""
+        request = sequence.request
+        sequence.logprobs.append(logprob)
+        if token in self.eos:
+            sequence.finish = "stop"
+            return
+        sequence.tokens.append(token)
+        if request.stop and any(stop in sequence.text(self.tokenizer)
+                                for stop in request.stop):
+            sequence.finish = "stop"
+        elif len(sequence.tokens) >= request.max_tokens:
+            sequence.finish = "length"
 
 
 def choose_token(logits: torch.Tensor, request: GenerationRequest,

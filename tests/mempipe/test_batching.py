@@ -253,3 +253,21 @@ def test_chunks_stay_about_one_decoding_step_where_tokens_cost() -> None:
     sizes = chunks(fixed=0.01, per_token=0.002, step=0.05, steps=24)
     assert all(0.01 + 0.002 * size <= 0.05 * 1.05 for size in sizes[8:])
     assert max(sizes[8:]) >= 15
+
+
+def test_a_lone_greedy_request_checks_drafts_and_writes_what_it_writes_without(
+        engine: LocalEngine) -> None:
+    """A request decoding alone checks guessed tokens beside its newest one: it writes
+    what plain greedy decoding writes, in fewer steps where it repeats itself (the random
+    model loops)."""
+    prompt = "Item 3: " + "word " * 30
+    steps, sureness = {}, {}
+    for drafts in (0, 7):
+        engine.batcher.drafts = drafts
+        before = engine.batcher.steps
+        written = anyio.run(engine.generate, request(prompt, max_tokens=60))
+        steps[drafts], sureness[drafts] = engine.batcher.steps - before, written.logprob
+        assert written.text == reference(engine, prompt, 60)
+        assert written.completion_tokens == 60
+    assert steps[7] < steps[0] / 2
+    assert sureness[7] == pytest.approx(sureness[0], abs=1e-4)
