@@ -100,16 +100,18 @@ def messages(question: str) -> list[Message]:
 
 def train(memory: Memory, engine: Any, teacher: Teacher, count: int = QUESTIONS,
           epochs: int = EPOCHS, rank: int = RANK, steps: int | None = None,
-          progress: Callable[[str, int, int], None] | None = None) -> tuple[Path, list[float]]:
+          progress: Callable[[str, int, int], None] | None = None,
+          questions: list[str] | None = None) -> tuple[Path, list[float]]:
     """Train the namespace's adapter on `count` of its facts, those of its most read
-    passages first (memory/heat.py), then who each speaker they found is, for `epochs` or
-    at most `steps` steps, and save it; the path and each epoch's loss. `teacher` answers
-    each question; answers asked before, of the same content, are kept and not asked
-    again."""
+    passages first (memory/heat.py), then who each speaker they found is (or on the
+    `questions` given, and those alone), for `epochs` or at most `steps` steps, and save
+    it; the path and each epoch's loss. `teacher` answers each question; answers asked
+    before, of the same content, are kept and not asked again."""
     engine = kv.engine_for_kv(engine)
     path = path_for(memory.namespace, engine.fingerprint)
     made_from, first = content(memory), hot(memory)
-    asked = reader.questions(memory, count, first=first)
+    asked = list(questions) if questions is not None else \
+        reader.questions(memory, count, first=first)
     if not asked:
         raise UsageError(f"{memory.namespace} holds no passages to learn facts from")
     kept = path.with_suffix(".facts.jsonl")
@@ -123,9 +125,10 @@ def train(memory: Memory, engine: Any, teacher: Teacher, count: int = QUESTIONS,
             taught.keep(kept, made_from, known)
 
     answer(asked)
-    who = [f"Who is {name}?" for name in speakers(memory, asked, known)]
-    answer(who)
-    asked += [q for q in who if q not in asked]
+    if questions is None:
+        who = [f"Who is {name}?" for name in speakers(memory, asked, known)]
+        answer(who)
+        asked += [q for q in who if q not in asked]
     examples = [(messages(form), lambda: [], known[q]) for q in asked if known[q]
                 for form in forms(q)]
     if not examples:

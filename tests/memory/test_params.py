@@ -80,6 +80,17 @@ def test_a_namespace_trains_its_own_adapter_that_ask_answers_with(engine, capsys
     assert stages == {"training"}  # a retrain reads the facts it kept
 
 
+def test_a_caller_may_name_the_questions_taught_and_only_those_are(engine) -> None:
+    books = Memory("books")
+    books.remember(TEXT)
+    asked = ["Alice looked at whom, who was asleep?", "Who looked at the Gryphon?"]
+    params.train(books, engine, teacher("books", engine), epochs=1, rank=2,
+                 questions=asked)
+    adapter = params.load(books, engine)[0]
+    assert set(adapter.about["taught"].splitlines()) <= set(asked)
+    assert adapter.about["facts"] == "2"
+
+
 def test_what_cannot_be_trained_or_asked_says_so(engine) -> None:
     for name in ("plain", "plain2"):
         Memory(name).remember("nothing to ask about here at all.")

@@ -1,0 +1,177 @@
+"""The memory tiers on questions they were not taught. Per book, in one run and one fresh
+mempipe home:
+
+1. The book is remembered; `memory/questions.py` finds the facts its sentences state, of
+   every kind, and splits them by passage into taught and held-back halves (each seed its
+   own split); N of each are drawn, every kind as evenly as the facts allow.
+2. Sets: `taught` (the taught facts, asked as training asks them), `reworded` (the same
+   facts as a blank to fill with their kind), `held_back` (facts of passages never
+   taught), and the bundled `general` and `whosaid` sets where the book has them.
+3. Arms: `text` (`ask --tier text`); `cache`, the honest floor of a trained tier: the
+   answer training was given for a question it asked, word for word, else nothing;
+   `params` (`ask --tier params`: the namespace's adapter, trained on the taught questions
+   with the text tier as teacher); `auto` (`ask --tier auto`).
+
+    python bench/tiers.py --json [--book PATH] [--n 300] [--seeds 1] [--arms text,cache,params]
+                          [--epochs 3] [--steps N] [--limit N]
+
+Accuracy is the share answered (a fact: its answering words in the reply, most of them
+for a reason or a way; the bundled sets as bench/general.py and bench/whosaid.py judge);
+with more than one seed, the mean and its standard deviation over seeds. Seconds are the
+median per answer. Not measured here: tier 2 (key/value memories read with a trained
+reader), whose training takes 15-50 minutes a seed on a 2-core CPU."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # bench/ helpers
+
+from bench import general, whosaid  # noqa: E402
+from bench.report import log, machine  # noqa: E402
+
+DATA = ROOT / "examples" / "data"
+ARMS = ("text", "cache", "params", "auto")
+Judge = Callable[[str], bool]
+
+
+def bundled(book: Path) -> dict[str, list[tuple[str, Judge]]]:
+    """The book's bundled general and who-said questions, each with its judge."""
+    sets: dict[str, list[tuple[str, Judge]]] = {}
+    for kind, judged in (("general", lambda q: lambda a: general.correct(a, q["answers"])),
+                         ("whosaid", lambda q: lambda a: whosaid.correct(a, q["answer"]))):
+        path = DATA / "qa" / f"{book.stem}.{kind}.jsonl"
+        if path.is_file():
+            rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+            sets[kind] = [(q["question"], judged(q)) for q in rows]
+    return sets
+
+
+def asked(question: str, namespace: str, tier: str, engine: object) -> tuple[str, float]:
+    """`ask`'s reply ("" where it refused) and its seconds."""
+    from mempipe import ask
+    from mempipe.errors import MempipeError
+
+    started = time.perf_counter()
+    try:
+        reply = " ".join(i.text for i in ask(question, from_=namespace, tier=tier)
+                         .pipeline().items(engine=engine))
+    except MempipeError:
+        reply = ""
+    return reply, time.perf_counter() - started
+
+
+def run_book(book: Path, n: int, seeds: list[int], arms: list[str], epochs: int,
+             steps: int | None, limit: int | None) -> dict:
+    from mempipe import Item, Memory
+    from mempipe.agents.ask import teacher
+    from mempipe.engine import get_engine
+    from mempipe.memory import params, questions, taught
+
+    engine = get_engine()
+    namespace = re.sub(r"[^A-Za-z0-9_.-]", "-", book.stem)[:64]
+    memory = Memory(namespace)
+    text = book.read_text()
+    memory.remember(Item(text=text, source=str(book), span=(0, len(text))))
+    found = questions.facts(memory.passages())
+    log(f"{book.name}: {len(found)} facts, {dict(Counter(f.kind for f in found))}")
+    fixed = {name: rows[:limit] if limit else rows for name, rows in bundled(book).items()}
+    text_replies: dict[str, tuple[str, float]] = {}  # text reads the same for every seed
+    scores: dict[str, dict[str, list[float]]] = {}
+    seconds: dict[str, dict[str, list[float]]] = {}
+    training = []
+    for seed in seeds:
+        teach, held = questions.split(found, 0.5, seed)
+        teach, held = questions.sample(teach, n, seed), questions.sample(held, n, seed)
+        sets: dict[str, list[tuple[str, Judge]]] = {
+            "taught": [(f.asked, lambda a, f=f: questions.answered(a, f)) for f in teach],
+            "reworded": [(f.reworded, lambda a, f=f: questions.answered(a, f)) for f in teach],
+            "held_back": [(f.asked, lambda a, f=f: questions.answered(a, f)) for f in held],
+            **fixed}
+        given: dict[str, str] = {}  # what training was given, question by question
+        if "params" in arms or "auto" in arms or "cache" in arms:
+            started = time.perf_counter()
+            path, losses = params.train(
+                memory, engine, teacher(namespace, engine), epochs=epochs, steps=steps,
+                questions=[f.asked for f in teach],
+                progress=lambda stage, done, total: log(f"{stage} {done}/{total}")
+                if done == total or done % 50 == 0 else None)
+            training.append({"seed": seed, "seconds": round(time.perf_counter() - started, 1),
+                             "losses": [round(x, 4) for x in losses]})
+            given = taught.kept(path.with_suffix(".facts.jsonl"), params.content(memory))
+        for name, rows in sets.items():
+            for arm in arms:
+                right, took = [], []
+                for question, judge in rows:
+                    if arm == "cache":
+                        reply, spent = given.get(question, ""), 0.0
+                    elif arm == "text":
+                        if question not in text_replies:
+                            text_replies[question] = asked(question, namespace, "text", engine)
+                        reply, spent = text_replies[question]
+                    else:
+                        reply, spent = asked(question, namespace, arm, engine)
+                    right.append(judge(reply))
+                    took.append(spent)
+                scores.setdefault(name, {}).setdefault(arm, []).append(sum(right) / len(right))
+                seconds.setdefault(name, {}).setdefault(arm, []).append(statistics.median(took))
+                log(f"seed {seed} {name} {arm}: {sum(right)}/{len(right)}")
+    table = {name: {arm: {"accuracy": round(statistics.mean(values), 3),
+                          "sd": round(statistics.stdev(values), 3) if len(values) > 1 else None,
+                          "n": len(sets[name]) if name in sets else 0,
+                          "seconds": round(statistics.median(seconds[name][arm]), 3)}
+                    for arm, values in by_arm.items()}
+             for name, by_arm in scores.items()}
+    examples = questions.sample(found, 7, 0)
+    return {"book": book.stem, "facts": len(found),
+            "facts_by_kind": dict(Counter(f.kind for f in found)),
+            "examples": [{"kind": f.kind, "asked": f.asked, "reworded": f.reworded,
+                          "answer": f.answer} for f in examples],
+            "training": training, "sets": table}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--book", type=Path, default=DATA / "pride_and_prejudice.txt")
+    parser.add_argument("--n", type=int, default=300, help="questions per generated set")
+    parser.add_argument("--seeds", type=int, default=1, help="splits and trainings")
+    parser.add_argument("--arms", default="text,cache,params",
+                        help=f"comma-separated, of {', '.join(ARMS)}")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--steps", type=int, help="at most this many training steps")
+    parser.add_argument("--limit", type=int, help="bundled questions per set")
+    args = parser.parse_args()
+    arms = [a for a in args.arms.split(",") if a]
+    if unknown := [a for a in arms if a not in ARMS]:
+        parser.error(f"unknown arm: {', '.join(unknown)} (choose from {', '.join(ARMS)})")
+    if not args.book.is_file():
+        parser.error(f"no such book: {args.book}")
+    os.environ["MEMPIPE_HOME"] = whosaid.isolated_home()
+    result = {"benchmark": "tiers", "machine": machine(),
+              "model": "smollm2-135m-instruct (default)",
+              "taught": "the adapter: the taught half's generated questions (memory/questions.py), "
+                        "answered by ask --tier text; never the bundled sets",
+              "seeds": list(range(args.seeds)), "epochs": args.epochs, "steps": args.steps,
+              **run_book(args.book, args.n, list(range(args.seeds)), arms, args.epochs,
+                         args.steps, args.limit)}
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        for name, by_arm in result["sets"].items():
+            print(name, ", ".join(f"{arm} {v['accuracy']:.1%} ({v['seconds']} s)"
+                                  for arm, v in by_arm.items()))
+
+
+if __name__ == "__main__":
+    main()
