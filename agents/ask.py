@@ -16,7 +16,7 @@ from mempipe.agents.asking import params as adapter
 from mempipe.agents.asking.question import Question, joined
 from mempipe.errors import StageError, UsageError
 from mempipe.item import Item
-from mempipe.memory import params
+from mempipe.memory import taught
 from mempipe.memory.query import phrases
 from mempipe.pipes.context import Context
 from mempipe.pipes.pipeline import ReduceAgent
@@ -93,7 +93,7 @@ class Ask(ReduceAgent):
         return await text.read(question, piped if fits else [], groups, ctx)
 
 
-def teacher(namespace: str, engine: Any) -> params.Teacher:
+def teacher(namespace: str, engine: Any) -> taught.Teacher:
     """How training asks a namespace a question (memory/params.py): `ask --tier text`'s
     answer, or "" where it abstained or found nothing that bears on the question: neither
     is a fact to teach."""

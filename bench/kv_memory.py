@@ -48,6 +48,7 @@ def train_reader(book: Path, questions: int, qa: Path | None = None) -> tuple[ob
     trained reader (.safetensors), that one. With `qa`, `book` is the one measured: the
     reader learns from every bundled book, with `qa`'s passages cut from this one."""
     from mempipe import Item, Memory
+    from mempipe.agents.ask import teacher
     from mempipe.engine import get_engine
     from mempipe.engine.lora import Adapter
     from mempipe.memory import reader
@@ -63,7 +64,8 @@ def train_reader(book: Path, questions: int, qa: Path | None = None) -> tuple[ob
     for source, text in sources.items():
         memory.remember(Item(text=text, source=str(source), span=(0, len(text))))
     started = time.perf_counter()
-    path, losses = reader.train(memory, get_engine(), count=questions)
+    path, losses = reader.train(memory, get_engine(), teacher(memory.namespace, get_engine()),
+                                count=questions)
     adapter = reader.load(get_engine())
     about = {"trained_on": {b.name: len(text) for b, text in sources.items()},
              "seconds": round(time.perf_counter() - started),

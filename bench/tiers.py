@@ -101,14 +101,15 @@ def run_book(book: Path, n: int, seeds: list[int], arms: list[str], epochs: int,
         given: dict[str, str] = {}  # what training was given, question by question
         if "params" in arms or "auto" in arms or "cache" in arms:
             started = time.perf_counter()
-            path, losses = params.train(
+            _, losses = params.train(
                 memory, engine, teacher(namespace, engine), epochs=epochs, steps=steps,
                 questions=[f.asked for f in teach],
                 progress=lambda stage, done, total: log(f"{stage} {done}/{total}")
                 if done == total or done % 50 == 0 else None)
             training.append({"seed": seed, "seconds": round(time.perf_counter() - started, 1),
                              "losses": [round(x, 4) for x in losses]})
-            given = taught.kept(path.with_suffix(".facts.jsonl"), params.content(memory))
+            given = taught.kept(taught.path_for(namespace, engine.fingerprint),
+                                taught.content(memory))
         for name, rows in sets.items():
             for arm in arms:
                 right, took = [], []

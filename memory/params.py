@@ -5,31 +5,26 @@ Training data comes from memory itself: questions about the namespace's passages
 each quote, what the text says about the names it mentions), its most read passages'
 first, then who each speaker found is; each answered by a teacher the caller hands in
 (`ask` reading the passages as text, tier 1, its best reader), each asked in a few forms
-(a fact seen in one wording is learned poorly). The answers are kept beside the adapter,
-so a retrain asks only what it has not asked before. The adapter names the namespace's
-content (when the namespace changes, it is reported stale) and what it was taught (what it
-can answer for: `knows`)."""
+(a fact seen in one wording is learned poorly). The teacher's answers are kept
+(memory/taught.py), so a retrain asks only what was never asked. The adapter names the
+namespace's content (when the namespace changes, it is reported stale) and what it was
+taught (what it can answer for: `knows`)."""
 
 from __future__ import annotations
 
-import hashlib
-import itertools
 import re
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import anyio
-
-from mempipe.concurrent import gather
 from mempipe.config import home
 from mempipe.engine.base import Message
 from mempipe.errors import UsageError
 from mempipe.memory import Memory, kv, reader, taught
 from mempipe.memory.heat import hot
 from mempipe.memory.query import asks_for_someone, phrases
-from mempipe.memory.store import now, uncounted
+from mempipe.memory.store import now
 from mempipe.progress import staged
 
 QUESTIONS, EPOCHS, RANK, LR = 300, 3, 16, 1e-3
@@ -39,28 +34,12 @@ SPEAKERS = 40  # who-is facts: the speakers most often found, each named mid-sen
 _WHO_SAID = re.compile(r'Who said "(.*)"\?')
 _ABOUT = re.compile(r"What does the text say about (.*)\?")
 _WHO_IS = re.compile(r"Who is (.*)\?")
-_CONTENT: dict[tuple[str, str, tuple], str] = {}
-# Answers one question about a namespace from its text; "" where there is nothing to teach.
-Teacher = Callable[[str], Awaitable[str]]
 
 
 def path_for(namespace: str, model: str) -> Path:
     """Where the namespace's adapter for the weights `model` is kept: one per namespace,
     so adapters never overwrite each other."""
     return home() / "adapters" / f"params-{namespace}-{model}.safetensors"
-
-
-def content(memory: Memory) -> str:
-    """The namespace's content, named: an adapter trained on other content is stale.
-    Hashed once per version of the namespace (`Store.version`): `ask` checks it on every
-    question."""
-    key = (str(memory.store.path), memory.namespace, memory.store.version(memory.namespace))
-    if key not in _CONTENT:
-        digest = hashlib.sha256()
-        for passage in memory.passages():
-            digest.update(passage.text.encode())
-        _CONTENT[key] = digest.hexdigest()[:16]
-    return _CONTENT[key]
 
 
 def forms(question: str) -> list[str]:
@@ -80,12 +59,12 @@ def knows(adapter: Any, question: str) -> bool:
     aside): who said what it quotes, each quote within one it was taught, or else the
     question itself in one of its forms. `ask --tier auto` trusts it only then: it is as
     sure of what it was never taught."""
-    taught = adapter.about.get("taught", "").splitlines()
+    lessons = adapter.about.get("taught", "").splitlines()
     if quoted := phrases(question):
-        said = [_key(found[1]) for asked in taught if (found := _WHO_SAID.fullmatch(asked))]
+        said = [_key(found[1]) for asked in lessons if (found := _WHO_SAID.fullmatch(asked))]
         return asks_for_someone(question) and all(any(_key(part) in quote for quote in said)
                                                   for part in quoted)
-    return _key(question) in {_key(form) for asked in taught for form in forms(asked)}
+    return _key(question) in {_key(form) for asked in lessons for form in forms(asked)}
 
 
 def _key(question: str) -> str:
@@ -98,36 +77,28 @@ def messages(question: str) -> list[Message]:
             Message(role="user", content=PROMPT.format(question=question))]
 
 
-def train(memory: Memory, engine: Any, teacher: Teacher, count: int = QUESTIONS,
+def train(memory: Memory, engine: Any, teacher: taught.Teacher, count: int = QUESTIONS,
           epochs: int = EPOCHS, rank: int = RANK, steps: int | None = None,
           progress: Callable[[str, int, int], None] | None = None,
           questions: list[str] | None = None) -> tuple[Path, list[float]]:
     """Train the namespace's adapter on `count` of its facts, those of its most read
     passages first (memory/heat.py), then who each speaker they found is (or on the
     `questions` given, and those alone), for `epochs` or at most `steps` steps, and save
-    it; the path and each epoch's loss. `teacher` answers each question; answers asked
-    before, of the same content, are kept and not asked again."""
+    it; the path and each epoch's loss. `teacher` answers each question (memory/taught.py:
+    what it answered before, of the same content, is not asked again)."""
     engine = kv.engine_for_kv(engine)
     path = path_for(memory.namespace, engine.fingerprint)
-    made_from, first = content(memory), hot(memory)
+    made_from, first = taught.content(memory), hot(memory)
     asked = list(questions) if questions is not None else \
         reader.questions(memory, count, first=first)
     if not asked:
         raise UsageError(f"{memory.namespace} holds no passages to learn facts from")
-    kept = path.with_suffix(".facts.jsonl")
-    known = taught.kept(kept, made_from)
-
-    def answer(questions: list[str]) -> None:
-        if missing := [q for q in questions if q not in known]:
-            with uncounted():
-                answered = anyio.run(_answers, teacher, missing, staged(progress, "facts"))
-            known.update(zip(missing, answered, strict=True))
-            taught.keep(kept, made_from, known)
-
-    answer(asked)
+    known = taught.answers(memory, engine.fingerprint, teacher, asked,
+                           staged(progress, "teacher"))
     if questions is None:
         who = [f"Who is {name}?" for name in speakers(memory, asked, known)]
-        answer(who)
+        known |= taught.answers(memory, engine.fingerprint, teacher, who,
+                                staged(progress, "teacher"))
         asked += [q for q in who if q not in asked]
     examples = [(messages(form), lambda: [], known[q]) for q in asked if known[q]
                 for form in forms(q)]
@@ -166,13 +137,6 @@ def as_said(name: str, texts: list[str]) -> str:
     return f"the {name}" if 2 * sum(found) > len(found) else name
 
 
-async def _answers(teacher: Teacher, asked: list[str],
-                   progress: Callable[[int, int], None]) -> list[str]:
-    """Each question answered by `teacher`, 16 at a time."""
-    done = itertools.count(1)
-    return await gather(teacher, asked, 16, on_done=lambda: progress(next(done), len(asked)))
-
-
 def load(memory: Memory, engine: Any) -> tuple[Any, bool]:
     """The namespace's adapter for the engine's weights (None when never trained), and
     whether the namespace has changed since it was trained."""
@@ -182,7 +146,7 @@ def load(memory: Memory, engine: Any) -> tuple[Any, bool]:
     if not path.is_file():
         return None, False
     adapter = Adapter.cached(path)
-    return adapter, adapter.about.get("content") != content(memory)
+    return adapter, adapter.about.get("content") != taught.content(memory)
 
 
 def learned(adapter: Any) -> set[int]:
@@ -206,4 +170,4 @@ def describe(memory: Memory) -> dict[str, Any]:
     return {"adapters": len(found), "adapter_bytes": sum(size for _, size in found),
             "adapter_facts": int(latest.get("facts", 0)),
             "adapter_trained": latest.get("trained"),
-            "adapter_stale": bool(latest) and latest.get("content") != content(memory)}
+            "adapter_stale": bool(latest) and latest.get("content") != taught.content(memory)}

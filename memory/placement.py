@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from mempipe.memory import Memory, kv, params, reader
+from mempipe.memory import Memory, kv, params, reader, taught
 from mempipe.memory.heat import hot
 from mempipe.progress import staged
 
@@ -80,7 +80,7 @@ def plan(memory: Memory, engine: Any, budget: int = KV_BUDGET,
     return result
 
 
-def apply(memory: Memory, engine: Any, chosen: Plan, teacher: params.Teacher,
+def apply(memory: Memory, engine: Any, chosen: Plan, teacher: taught.Teacher,
           progress: Any = None, **training: Any) -> None:
     """Carry out `chosen`: drop the demoted memories, compute the promoted ones, and train
     the adapter when the plan says so (`teacher` and `training` as for params.train)."""

@@ -1,38 +1,31 @@
-"""The memory reader: a LoRA adapter that teaches the model to read key/value memories
-(tier 2) as well as it reads their text (Memory³'s trained reader).
+"""The memory reader: a LoRA adapter that teaches the model to read key/value memories (tier
+2) as well as it reads their text (Memory³'s trained reader).
 
 Memories are computed one passage at a time, so a recalled passage never attended to the
-one beside it; the model, never trained on such a cache, answers worse from them than
-from the same passages as text. The reader is distilled from the model itself: for
-questions about a namespace's passages, the model reads the recalled passages as text and
-answers (the teacher); the adapter learns to write those answers from the passages' stored
-memories. It belongs to the weights, not to a namespace: trained once on any text, it
-serves every namespace, and `ask --tier kv` reads with it when it exists."""
+one beside it; the model, never trained on such a cache, answers worse from them than from
+the same passages as text. The reader is distilled from the model itself: questions about
+a namespace's passages are answered by a teacher the caller hands in (`ask --tier text`,
+the best reader; its answers shared with tier 3's training, memory/taught.py); the adapter
+learns to write those answers from the recalled passages' stored memories. It belongs to
+the weights, not to a namespace: trained once on any text, it serves every namespace, and
+`ask --tier kv` reads with it when it exists."""
 
 from __future__ import annotations
 
-import hashlib
-import itertools
-import json
 import random
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import anyio
-
 from mempipe.chunking import TITLES
-from mempipe.concurrent import gather
 from mempipe.config import home
-from mempipe.engine import GenerationRequest, get_engine
 from mempipe.errors import UsageError
 from mempipe.memory import Memory, Passage, kv, taught
 from mempipe.memory.store import uncounted, with_neighbours
 from mempipe.progress import staged
 
 QUESTIONS, EPOCHS, RANK, LR = 300, 2, 16, 5e-4  # 12 minutes on a 2-core CPU, see bench
-TEACHER_TOKENS = 16
 KS = (3, 5)  # recalled passages per question, as ask reads them
 _QUOTE = re.compile(r'["“]((?:[^"”\n]|\n(?!\n)){25,140}?)[,.!?]?["”]')  # one paragraph
 _NAME = re.compile(rf"(?<=[a-z,;] )(?:{TITLES}\.?\s+)?[A-Z][a-z]{{2,}}(?: [A-Z][a-z]{{2,}})?")
@@ -85,12 +78,14 @@ def named(text: str) -> list[str]:
     return list(dict.fromkeys(" ".join(name.split()) for name in _NAME.findall(text)))
 
 
-def train(memory: Memory, engine: Any = None, count: int = QUESTIONS, epochs: int = EPOCHS,
-          rank: int = RANK, progress: Callable[[str, int, int], None] | None = None
-          ) -> tuple[Path, list[float]]:
+def train(memory: Memory, engine: Any, teacher: taught.Teacher, count: int = QUESTIONS,
+          epochs: int = EPOCHS, rank: int = RANK,
+          progress: Callable[[str, int, int], None] | None = None) -> tuple[Path, list[float]]:
     """Train the reader on `memory`'s passages (their memories computed first where
-    missing) and save it for the engine's weights; the path and each epoch's mean loss."""
-    engine = kv.engine_for_kv(engine or get_engine())
+    missing) and save it for the engine's weights; the path and each epoch's mean loss.
+    `teacher` answers each question (memory/taught.py: what it answered before, of the
+    same content, is not asked again); a question it leaves unanswered teaches nothing."""
+    engine = kv.engine_for_kv(engine)
     asked = questions(memory, count)
     if not asked:
         raise UsageError(f"{memory.namespace} holds no passages to train a reader on")
@@ -102,41 +97,22 @@ def train(memory: Memory, engine: Any = None, count: int = QUESTIONS, epochs: in
             plans.append((question, [p for _, group in with_neighbours(found) for p in group]))
     model = engine.fingerprint
     path = path_for(model)
-    made_from = hashlib.sha256(json.dumps([[q, [p.id for p in passages]] for q, passages
-                                           in plans]).encode()).hexdigest()[:16]
-    kept = path.with_suffix(".teacher.jsonl")  # a killed training keeps its answers
-    known = taught.kept(kept, made_from)
-    if missing := [plan for plan in plans if plan[0] not in known]:
-        answered = anyio.run(_teach, engine, missing, staged(progress, "teacher"))
-        known.update(zip([question for question, _ in missing], answered, strict=True))
-        taught.keep(kept, made_from, known)
-    answers = [known[question] for question, _ in plans]
+    known = taught.answers(memory, model, teacher, [question for question, _ in plans],
+                           staged(progress, "teacher"))
     blobs, _ = memory.store.kv(list({p.id for _, passages in plans for p in passages}))
     examples = [(kv.framing(question), _loader([blobs[p.id] for p in passages], model),
-                 answer) for (question, passages), answer in zip(plans, answers)
-                if all(p.id in blobs for p in passages)]
+                 known[question]) for question, passages in plans
+                if known[question] and all(p.id in blobs for p in passages)]
+    if not examples:
+        raise UsageError(f"the teacher answered none of {len(plans)} questions about "
+                         f"{memory.namespace}: nothing to train a reader on")
     adapter = engine.new_adapter(rank, {"trained_on": memory.namespace,
                                         "questions": str(len(examples))})
     losses = engine.fit_adapter(adapter, examples, epochs, LR,
                                 progress=staged(progress, "training"),
                                 checkpoint=path.with_suffix(".checkpoint"))
     adapter.save(path)
-    kept.unlink(missing_ok=True)
     return path, losses
-
-
-async def _teach(engine: Any, plans: list[tuple[str, list[Any]]],
-                 progress: Callable[[int, int], None]) -> list[str]:
-    """The model's answer to each question from its passages read as text, 16 at a time."""
-    async def answer(plan: tuple[str, list[Any]]) -> str:
-        question, passages = plan
-        messages = kv.framing_as_text(question, "".join(p.text for p in passages))
-        request = GenerationRequest(messages=messages, max_tokens=TEACHER_TOKENS, budget=8192,
-                                    agent="reader")
-        return (await engine.generate(request)).text
-
-    done = itertools.count(1)
-    return await gather(answer, plans, 16, on_done=lambda: progress(next(done), len(plans)))
 
 
 def _loader(blobs: list[bytes], model: str) -> Callable[[], list[Any]]:

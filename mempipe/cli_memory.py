@@ -120,9 +120,13 @@ def import_(namespace: str, file) -> None:
 def train_reader(namespace: str, questions: int, epochs: int, rank: int) -> None:
     """Teach the model to read key/value memories (--tier kv) as well as text, learning
     from NAMESPACE's passages; once trained, every namespace's memories are read with it."""
+    from mempipe.agents.ask import teacher
+    from mempipe.engine import get_engine
     from mempipe.memory import reader
 
-    _train("the memory reader", reader.train, namespace, questions, epochs, rank)
+    engine = get_engine()
+    _train("the memory reader", reader.train, namespace, questions, epochs, rank,
+           engine=engine, teacher=teacher(namespace, engine))
 
 
 @memory.command("train")

@@ -226,7 +226,7 @@ def test_place_trains_the_adapter_on_what_was_asked_and_auto_answers_from_it(
     hot, memory place trains the adapter on their facts first, ask --tier params answers
     most of the who-said facts it learned with nothing recalled, and ask (auto) says in
     its trace which tier answered."""
-    from mempipe.memory import params
+    from mempipe.memory import taught
 
     book = tmp_path / "alice.txt"
     book.write_text(ALICE.read_text()[:30_000])
@@ -240,7 +240,7 @@ def test_place_trains_the_adapter_on_what_was_asked_and_auto_answers_from_it(
     placed = mempipe("memory", "place", "alice-params", "--kv-budget", "0", "--questions",
                      "16", "--epochs", "4", timeout=900)  # training, as above
     assert placed.returncode == 0, placed.stderr
-    kept = params.path_for("alice-params", get_engine().fingerprint).with_suffix(".facts.jsonl")
+    kept = taught.path_for("alice-params", get_engine().fingerprint)
     facts = [json.loads(line) for line in kept.read_text().splitlines()[1:]]
     learned = {f["question"] for f in facts}
     assert sum(q["question"] in learned for q in asked) >= len(asked) - 1  # hot ones first

@@ -9,7 +9,7 @@ import pytest
 from mempipe import Memory, ask
 from mempipe.agents.ask import teacher
 from mempipe.errors import StageError, UsageError
-from mempipe.memory import params
+from mempipe.memory import params, taught
 
 TEXT = ('"Off with his head, and be quick about it," said the Queen to the Knave. '
         'Alice looked at the Gryphon, who was asleep. "I never heard of such a thing in '
@@ -58,12 +58,12 @@ def test_a_namespace_trains_its_own_adapter_that_ask_answers_with(engine, capsys
     stages = set()
     path, losses = params.train(books, engine, teacher("books", engine), count=4, epochs=2, rank=2,
                                 progress=lambda stage, done, total: stages.add(stage))
-    assert stages == {"facts", "training"} and len(losses) == 2
-    facts = path.with_suffix(".facts.jsonl").read_text().splitlines()
+    assert stages == {"teacher", "training"} and len(losses) == 2
+    facts = taught.path_for("books", engine.fingerprint).read_text().splitlines()
     assert len(facts) > 1 + 4 and 'Who said \\"' in "".join(facts)
-    taught = params.load(books, engine)[0].about["taught"].splitlines()
-    assert any(q.startswith("Who said") for q in taught)
-    assert any(q.startswith("Who is ") for q in taught)  # a speaker the text tier found
+    lessons = params.load(books, engine)[0].about["taught"].splitlines()
+    assert any(q.startswith("Who said") for q in lessons)
+    assert any(q.startswith("Who is ") for q in lessons)  # a speaker the text tier found
     other_path, _ = params.train(other, engine, teacher("other", engine), count=2, epochs=1, rank=2)
     assert other_path != path and path.is_file() and other_path.is_file()
     adapter, stale = params.load(books, engine)
@@ -150,8 +150,8 @@ def test_content_changes_when_a_file_is_replaced_even_if_its_passage_ids_are_reu
         tmp_path) -> None:
     memory = Memory("notes")
     memory.remember("The key is under the mat.", source=str(tmp_path / "notes.txt"))
-    before, ids = params.content(memory), [p.id for p in memory.passages()]
+    before, ids = taught.content(memory), [p.id for p in memory.passages()]
     memory.remember("The key is in the drawer.", source=str(tmp_path / "notes.txt"))
     assert [p.id for p in memory.passages()] == ids  # SQLite gave the new text the old ids
-    assert params.content(memory) != before
-    assert params.content(memory) == params.content(Memory("notes"))
+    assert taught.content(memory) != before
+    assert taught.content(memory) == taught.content(Memory("notes"))

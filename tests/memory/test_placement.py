@@ -11,7 +11,7 @@ import pytest
 
 from mempipe import Memory
 from mempipe.agents.ask import teacher
-from mempipe.memory import heat, kv, params, placement, reader
+from mempipe.memory import heat, kv, params, placement, reader, taught
 from mempipe.memory.store import Passage
 from tests.conftest import mempipe
 
@@ -74,17 +74,17 @@ def test_training_asks_the_hot_passages_facts_first_and_keeps_every_answer(engin
     asked = reader.questions(memory, 3, first=[duchess])
     assert asked == (said + about)[:3]
     stages = []
-    path, losses = params.train(memory, engine, teacher("books", engine), count=3, epochs=1,
-                                rank=2, steps=2, progress=lambda stage, done, total:
-                                stages.append((stage, done, total)))
+    _, losses = params.train(memory, engine, teacher("books", engine), count=3, epochs=1,
+                             rank=2, steps=2, progress=lambda stage, done, total:
+                             stages.append((stage, done, total)))
     assert ("training", 2, 2) in stages and len(losses) == 1
-    facts = path.with_suffix(".facts.jsonl").read_text().splitlines()
+    facts = taught.path_for("books", engine.fingerprint).read_text().splitlines()
     kept = [json.loads(line)["question"] for line in facts[1:]]
     assert kept[:3] == asked and all(q.startswith("Who is ") for q in kept[3:])  # speakers
     stages.clear()
     params.train(memory, engine, teacher("books", engine), count=5, epochs=1, rank=2, steps=1,
                  progress=lambda stage, done, total: stages.append((stage, done, total)))
-    assert ("facts", 2, 2) in stages  # only the two questions not asked before
+    assert ("teacher", 2, 2) in stages  # only the two questions not asked before
 
 
 @pytest.mark.slow

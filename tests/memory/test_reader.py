@@ -7,8 +7,9 @@ from __future__ import annotations
 import pytest
 
 from mempipe import Memory, ask
+from mempipe.agents.ask import teacher
 from mempipe.errors import ModelError, UsageError
-from mempipe.memory import reader
+from mempipe.memory import params, reader, taught
 from tests.conftest import mempipe
 
 TEXT = ('"Off with his head, and be quick about it," said the Queen to the Knave. '
@@ -45,7 +46,8 @@ def test_training_saves_a_reader_that_ask_reads_memories_with(books, engine, cap
     ask(question, from_="books", tier="kv").pipeline()  # builds
     assert reader.load(engine) is None
     stages = set()
-    path, losses = reader.train(books, engine, count=3, epochs=2, rank=2,
+    path, losses = reader.train(books, engine, teacher("books", engine), count=3, epochs=2,
+                                rank=2,
                                 progress=lambda stage, done, total: stages.add(stage))
     assert path == reader.path_for(engine.fingerprint) and path.is_file()
     assert stages == {"memories", "teacher", "training"} and len(losses) == 2
@@ -71,7 +73,7 @@ def test_an_empty_namespace_cannot_train_a_reader(engine) -> None:
     Memory("empty").remember("No quotes here.")
     Memory("empty").store.db.execute("delete from passages")
     with pytest.raises(UsageError, match="no passages"):
-        reader.train(Memory("empty"), engine, count=3)
+        reader.train(Memory("empty"), engine, teacher("empty", engine), count=3)
 
 
 def test_cli_refuses_a_missing_namespace_in_one_line() -> None:
@@ -86,11 +88,23 @@ def test_an_interrupted_training_keeps_the_teachers_answers(books, engine) -> No
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        reader.train(books, engine, count=3, epochs=1, rank=2, progress=stop_in_training)
+        reader.train(books, engine, teacher("books", engine), count=3, epochs=1, rank=2,
+                     progress=stop_in_training)
     path = reader.path_for(engine.fingerprint)
-    assert not path.exists() and path.with_suffix(".teacher.jsonl").is_file()
+    assert not path.exists() and taught.path_for("books", engine.fingerprint).is_file()
     stages = set()
-    reader.train(books, engine, count=3, epochs=1, rank=2,
+    reader.train(books, engine, teacher("books", engine), count=3, epochs=1, rank=2,
                  progress=lambda stage, done, total: stages.add(stage))
     assert "teacher" not in stages and "training" in stages  # the answers were kept
-    assert path.is_file() and not path.with_suffix(".teacher.jsonl").exists()
+    assert path.is_file()
+
+
+def test_both_trainings_share_one_teachers_answers(books, engine) -> None:
+    stages = set()
+    reader.train(books, engine, teacher("books", engine), count=3, epochs=1, rank=2)
+    asked = list(taught.kept(taught.path_for("books", engine.fingerprint),
+                             taught.content(books)))
+    assert len(asked) == 3
+    params.train(books, engine, teacher("books", engine), epochs=1, rank=2, questions=asked,
+                 progress=lambda stage, done, total: stages.add(stage))
+    assert stages == {"training"}  # the adapter learned from what the reader's teacher said

@@ -223,7 +223,7 @@ def test_the_memory_tiers_are_reachable_through_the_extension_field(served, loca
     """`mempipe: {memories: [...], adapter: ...}` reads the server's own store: the
     answer is the one the engine gives in process with the same memories and adapter."""
     from mempipe.engine.base import MEMORIES
-    from mempipe.memory import Memory, kv, params
+    from mempipe.memory import Memory, kv, params, taught
     from mempipe.memory.store import Store
 
     url, _ = served
@@ -233,7 +233,7 @@ def test_the_memory_tiers_are_reachable_through_the_extension_field(served, loca
     ids = [p.id for p in Store().passages("books")]
     blobs, _ = Store().kv(ids)
     adapter = local.new_adapter(2, about={"namespace": "books",
-                                          "content": params.content(books)})
+                                          "content": taught.content(books)})
     adapter.save(params.path_for("books", local.fingerprint))
     messages = [Message(role="user", content=f"{MEMORIES}\n\nWho said off with her head?")]
     here = anyio.run(local.generate, GenerationRequest(
