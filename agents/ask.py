@@ -40,8 +40,8 @@ class Ask(ReduceAgent):
         "made of the namespace, nothing recalled; kv: read the recalled passages' key/value "
         "memories (remember --tier kv), no prefill; text: read them as text; auto: the "
         "adapter when it is sure and was taught the question (who said a quote, or the "
-        "question itself), else memories when every recalled passage has one and a "
-        "memory reader is trained, else text")
+        "question itself), else memories when every recalled passage has one and the "
+        "memory reader was measured reading the namespace about as well as text, else text")
     reretrieve: int = Field(
         default=0, ge=0, description="with --tier kv: recall again every N tokens written, "
         "for the question and the answer so far, and go on from those memories (0: never)")
@@ -63,7 +63,7 @@ class Ask(ReduceAgent):
     async def _answer(self, piped: list[Item], ctx: Context) -> Item:
         """The one place a way of answering is chosen: the whole input (--stream-context),
         the adapter (--tier params, or auto when it is sure), memories (--tier kv, or auto
-        when every recalled passage has one and a reader is trained), else text."""
+        when every recalled passage has one and the reader reads them well), else text."""
         question = Question(self.question, self.from_, self.k, self.max_tokens, self.budget,
                             self.reretrieve)
         if self.reretrieve and self.tier != "kv":
@@ -93,13 +93,13 @@ class Ask(ReduceAgent):
         return await text.read(question, piped if fits else [], groups, ctx)
 
 
-def teacher(namespace: str, engine: Any) -> taught.Teacher:
-    """How training asks a namespace a question (memory/params.py): `ask --tier text`'s
+def teacher(namespace: str, engine: Any, tier: str = "text") -> taught.Teacher:
+    """How training asks a namespace a question (memory/taught.py): `ask --tier TIER`'s
     answer, or "" where it abstained or found nothing that bears on the question: neither
     is a fact to teach."""
 
     async def answer(question: str) -> str:
-        agent = Ask(question=question, **{"from": namespace}, tier="text",
+        agent = Ask(question=question, **{"from": namespace}, tier=tier,
                     max_tokens=TEACHER_TOKENS)
         try:
             said = [item async for item in agent.pipeline().stream(engine=engine)]

@@ -8,24 +8,39 @@ a namespace's passages are answered by a teacher the caller hands in (`ask --tie
 the best reader; its answers shared with tier 3's training, memory/taught.py); the adapter
 learns to write those answers from the recalled passages' stored memories. It belongs to
 the weights, not to a namespace: trained once on any text, it serves every namespace, and
-`ask --tier kv` reads with it when it exists."""
+`ask --tier kv` reads with it when it exists.
+
+How well it reads depends on the training run, so each reader is measured where it was
+trained: on held-back questions about the namespace (facts of passages it never learned
+from, memory/questions.py), answered from memories and from text, paired. The result is
+kept with the reader, and `ask --tier auto` reads a namespace's memories only where it
+shows the reader within `CLOSE` of text (`reads_well`)."""
 
 from __future__ import annotations
 
+import itertools
+import json
 import random
 import re
+import statistics
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import anyio
+
 from mempipe.chunking import TITLES
+from mempipe.concurrent import gather
 from mempipe.config import home
 from mempipe.errors import UsageError
 from mempipe.memory import Memory, Passage, kv, taught
+from mempipe.memory import questions as facts_of
 from mempipe.memory.store import uncounted, with_neighbours
 from mempipe.progress import staged
 
 QUESTIONS, EPOCHS, RANK, LR = 300, 2, 16, 5e-4  # 12 minutes on a 2-core CPU, see bench
+MEASURED = 300  # held-back questions a reader is measured on, each asked of both tiers
+CLOSE = 0.02  # auto reads memories where the reader answers at most this much below text
 KS = (3, 5)  # recalled passages per question, as ask reads them
 _QUOTE = re.compile(r'["“]((?:[^"”\n]|\n(?!\n)){25,140}?)[,.!?]?["”]')  # one paragraph
 _NAME = re.compile(rf"(?<=[a-z,;] )(?:{TITLES}\.?\s+)?[A-Z][a-z]{{2,}}(?: [A-Z][a-z]{{2,}})?")
@@ -80,11 +95,15 @@ def named(text: str) -> list[str]:
 
 def train(memory: Memory, engine: Any, teacher: taught.Teacher, count: int = QUESTIONS,
           epochs: int = EPOCHS, rank: int = RANK,
-          progress: Callable[[str, int, int], None] | None = None) -> tuple[Path, list[float]]:
+          progress: Callable[[str, int, int], None] | None = None,
+          student: taught.Teacher | None = None, measured: int = MEASURED
+          ) -> tuple[Path, list[float]]:
     """Train the reader on `memory`'s passages (their memories computed first where
     missing) and save it for the engine's weights; the path and each epoch's mean loss.
     `teacher` answers each question (memory/taught.py: what it answered before, of the
-    same content, is not asked again); a question it leaves unanswered teaches nothing."""
+    same content, is not asked again); a question it leaves unanswered teaches nothing.
+    With `student` (the answer read from memories), the saved reader is then measured on
+    `measured` held-back questions (`measure`)."""
     engine = kv.engine_for_kv(engine)
     asked = questions(memory, count)
     if not asked:
@@ -112,9 +131,84 @@ def train(memory: Memory, engine: Any, teacher: taught.Teacher, count: int = QUE
                                 progress=staged(progress, "training"),
                                 checkpoint=path.with_suffix(".checkpoint"))
     adapter.save(path)
+    if student is not None and measured:
+        learned = {p.id for _, passages in plans for p in passages}
+        measure(memory, engine, teacher, student, learned, measured,
+                staged(progress, "measuring"))
     return path, losses
+
+
+def measure(memory: Memory, engine: Any, teacher: taught.Teacher, student: taught.Teacher,
+            learned: set[int], count: int = MEASURED,
+            progress: Callable[[int, int], None] | None = None) -> dict[str, Any] | None:
+    """Measure the engine's reader on up to `count` questions about `memory`'s facts
+    whose passages are not in `learned` (every kind as evenly as they allow): the share
+    `student` (memories, with the reader) and `teacher` (text) answer, on the same
+    questions; kept with the reader and returned. None where no such fact is found."""
+    from mempipe.engine.lora import Adapter
+
+    held = facts_of.sample([f for f in facts_of.facts(memory.passages())
+                            if f.passage not in learned], count)
+    if not held:
+        return None
+    asked = [f.asked for f in held]
+    text = taught.answers(memory, engine.fingerprint, teacher, asked, progress)
+    done = itertools.count(1)
+
+    def step() -> None:
+        if progress:
+            progress(next(done), len(asked))
+
+    with uncounted():
+        read = anyio.run(gather, student, asked, 16, step)
+    result = {"namespace": memory.namespace, "content": taught.content(memory),
+              "n": len(held),
+              "text": round(statistics.mean(facts_of.answered(text[f.asked], f)
+                                            for f in held), 4),
+              "kv": round(statistics.mean(facts_of.answered(said, f)
+                                          for f, said in zip(held, read, strict=True)), 4)}
+    path = path_for(engine.fingerprint)
+    adapter = Adapter.load(path)
+    adapter.about["measured"] = json.dumps(result)
+    adapter.save(path)
+    return result
+
+
+def measurement(about: dict[str, str], memory: Memory) -> dict[str, Any] | None:
+    """What `measure` found of the reader that `about` describes, on `memory` as it is
+    now; None where it was not measured on it."""
+    try:
+        found = json.loads(about.get("measured", ""))
+    except ValueError:
+        return None
+    fresh = found.get("namespace") == memory.namespace and \
+        found.get("content") == taught.content(memory)
+    return found if fresh else None
+
+
+def reads_well(adapter: Any, memory: Memory) -> bool:
+    """Whether `adapter` was measured on `memory` as it is now, reading its memories at
+    most `CLOSE` below its text."""
+    found = measurement(adapter.about, memory)
+    return found is not None and found["kv"] >= found["text"] - CLOSE
 
 
 def _loader(blobs: list[bytes], model: str) -> Callable[[], list[Any]]:
     """Loads the memories when called: loaded, an example's take tens of MB."""
     return lambda: [kv.load(blob, model) for blob in blobs]
+
+
+def describe(memory: Memory) -> dict[str, Any]:
+    """What `memory stats` shows of the memory reader's measurement on this namespace (a
+    reader, of any weights, measured on it as it is now): its held-back questions, and
+    the share answered from memories and from text; None where none was."""
+    from safetensors import safe_open
+
+    found = []
+    for path in sorted((home() / "adapters").glob("reader-*.safetensors")):
+        with safe_open(str(path), framework="pt") as f:
+            if measured := measurement(f.metadata() or {}, memory):
+                found.append(measured)
+    latest = found[-1] if found else {}
+    return {"reader_measured": latest.get("n"), "reader_kv_accuracy": latest.get("kv"),
+            "reader_text_accuracy": latest.get("text")}

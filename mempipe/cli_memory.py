@@ -74,11 +74,13 @@ def search(namespace: str, query: str, k: int, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per namespace.")
 def stats(namespace: str | None, as_json: bool) -> None:
     """Per namespace and tier: passages, characters and recalls (text); memories, their
-    bytes and settings (kv); adapters, their bytes, facts and last training (params)."""
-    from mempipe.memory import Memory, params
+    bytes and settings, and how the memory reader was measured reading them (kv);
+    adapters, their bytes, facts and last training (params)."""
+    from mempipe.memory import Memory, params, reader
 
     store = _store()
     for row in store.stats(namespace):
+        row |= reader.describe(Memory(row["namespace"], store))
         row |= params.describe(Memory(row["namespace"], store))
         click.echo(json.dumps(row) if as_json else
                    "  ".join(f"{key}={value}" for key, value in row.items()))
@@ -117,16 +119,31 @@ def import_(namespace: str, file) -> None:
               help="Questions asked of the namespace's passages to learn from.")
 @click.option("--epochs", default=2, type=COUNT, show_default=True, help="Passes over them.")
 @click.option("--rank", default=16, type=COUNT, show_default=True, help="The adapter's LoRA rank.")
-def train_reader(namespace: str, questions: int, epochs: int, rank: int) -> None:
+@click.option("--measure", default=300, type=click.IntRange(min=0), show_default=True,
+              help="Held-back questions the reader is then measured on, against text "
+              "(0: not measured; ask --tier auto reads memories only where it was).")
+def train_reader(namespace: str, questions: int, epochs: int, rank: int, measure: int) -> None:
     """Teach the model to read key/value memories (--tier kv) as well as text, learning
-    from NAMESPACE's passages; once trained, every namespace's memories are read with it."""
+    from NAMESPACE's passages; once trained, every namespace's memories are read with it.
+    It is then measured on NAMESPACE's held-back questions, memories against text."""
     from mempipe.agents.ask import teacher
     from mempipe.engine import get_engine
-    from mempipe.memory import reader
+    from mempipe.memory import Memory, reader
 
     engine = get_engine()
     _train("the memory reader", reader.train, namespace, questions, epochs, rank,
-           engine=engine, teacher=teacher(namespace, engine))
+           engine=engine, teacher=teacher(namespace, engine),
+           student=teacher(namespace, engine, "kv"), measured=measure)
+    memory, adapter = Memory(namespace, _store()), reader.load(engine)
+    if found := reader.measurement(adapter.about, memory):
+        verdict = "reads" if reader.reads_well(adapter, memory) else "does not read"
+        click.echo(f"measured on {found['n']} held-back questions about {namespace}: "
+                   f"memories {found['kv']:.1%}, text {found['text']:.1%}, so ask --tier "
+                   f"auto {verdict} its memories", err=True)
+    else:
+        click.echo(f"not measured ({namespace} states no fact outside the passages it "
+                   "learned from, or --measure 0), so ask --tier auto does not read its "
+                   "memories", err=True)
 
 
 @memory.command("train")

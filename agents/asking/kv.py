@@ -18,21 +18,28 @@ from mempipe.agents.asking.question import (
 )
 from mempipe.errors import UsageError
 from mempipe.item import Item
-from mempipe.memory import kv, reader
+from mempipe.memory import Memory, kv, reader
 from mempipe.pipes.context import Context
 
 
 async def ready(question: Question, groups: Recalled, ctx: Context) -> bool:
     """Whether memories should be read in place of text: every recalled passage has
-    one from these weights and a memory reader is trained (without one, text reads
-    better)."""
+    one from these weights, and a memory reader is trained and was measured on every
+    namespace asked reading them about as well as their text (`reader.reads_well`)."""
     if question.from_ is None or ctx.scratch or "memories" not in ctx.engine.capabilities:
         return False
     engine = ctx.engine
     model = await anyio.to_thread.run_sync(lambda: engine.fingerprint)
-    if await anyio.to_thread.run_sync(reader.load, engine) is None:
+    adapter = await anyio.to_thread.run_sync(reader.load, engine)
+    if adapter is None:
         return False
     store = groups[0][0]
+    names = [n.strip() for n in question.from_.split(",") if n.strip()]
+    if not await anyio.to_thread.run_sync(
+            lambda: all(reader.reads_well(adapter, Memory(n, store)) for n in names)):
+        ctx.note("memories not read: the memory reader was not measured reading "
+                 f"{question.from_} as well as its text")
+        return False
     held = await anyio.to_thread.run_sync(store.kv_held, store.existing(question.from_))
     return all(held.get(p.id, (0, ""))[1] == model for _, group in groups for p in group)
 

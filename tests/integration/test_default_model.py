@@ -204,8 +204,12 @@ def test_cli_trains_a_memory_reader_that_ask_then_reads_with(home: Path, tmp_pat
     book.write_text((ALICE.parent / "pride_and_prejudice.txt").read_text()[:30_000])
     assert mempipe(f"read {book} | remember --into pride-kv --tier kv").returncode == 0
     trained = mempipe("memory", "train-reader", "pride-kv", "--questions", "12", "--rank", "4",
-                      timeout=900)  # training: minutes on a slow or busy 2-core CPU
+                      "--measure", "8", timeout=900)  # minutes on a slow or busy 2-core CPU
     assert trained.returncode == 0, trained.stderr
+    [stats] = [json.loads(line) for line in
+               mempipe("memory", "stats", "pride-kv", "--json").stdout.splitlines()]
+    assert 1 <= stats["reader_measured"] <= 8, stats  # held-back facts, memories vs text
+    assert f"measured on {stats['reader_measured']} held-back questions" in trained.stderr
     first, last = map(float, trained.stderr.split("loss by epoch ")[1].split(")")[0]
                       .split(" -> "))
     assert last < first, trained.stderr

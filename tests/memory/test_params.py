@@ -4,6 +4,8 @@ and says when it is stale, and what cannot be trained says so."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from mempipe import Memory, ask
@@ -128,8 +130,8 @@ def test_tier_auto_takes_the_adapter_when_sure_then_memories_then_text(engine, m
                      'Why "Off with his head"?'):  # not who said it
         tier, note = answered(untaught)
         assert tier == "text" and note.startswith("the adapter was never taught this"), untaught
-    taught = params.load(books, engine)[0].about["taught"].splitlines()[0]
-    assert answered(params.forms(taught)[1])[0] == "params"  # taught in another form
+    lesson = params.load(books, engine)[0].about["taught"].splitlines()[0]
+    assert answered(params.forms(lesson)[1])[0] == "params"  # taught in another form
     tier, note = answered("Who is the Gryphon's friend?")
     assert tier == "text" and note.startswith("the adapter was never taught this question")
     monkeypatch.setattr(params, "CONFIDENT", 1.01)  # never sure: memory is read
@@ -138,7 +140,16 @@ def test_tier_auto_takes_the_adapter_when_sure_then_memories_then_text(engine, m
     books.encode_kv(engine)
     assert answered()[0] == "text"  # memories, but no reader to read them well
     engine.new_adapter(2).save(reader.path_for(engine.fingerprint))
+    tier, note = answered()  # a reader never measured on books
+    assert tier == "text" and "memories not read: the memory reader was not measured" in note
+    close = {"namespace": "books", "content": taught.content(books), "n": 300, "text": 0.5,
+             "kv": 0.49}
+    engine.new_adapter(2, {"measured": json.dumps(close)}).save(
+        reader.path_for(engine.fingerprint))
     assert answered()[1].endswith("answered from kv with the memory reader")
+    engine.new_adapter(2, {"measured": json.dumps(close | {"kv": 0.45})}).save(
+        reader.path_for(engine.fingerprint))
+    assert answered()[0] == "text"  # measured 5 points below text
     monkeypatch.setattr(params, "CONFIDENT", 0.0)
     books.remember("The Hatter said nothing at all.")
     tier, note = answered()

@@ -108,3 +108,27 @@ def test_both_trainings_share_one_teachers_answers(books, engine) -> None:
     params.train(books, engine, teacher("books", engine), epochs=1, rank=2, questions=asked,
                  progress=lambda stage, done, total: stages.add(stage))
     assert stages == {"training"}  # the adapter learned from what the reader's teacher said
+
+
+def test_a_reader_is_measured_against_text_and_auto_reads_memories_only_where_close(
+        books, engine) -> None:
+    reader.train(books, engine, teacher("books", engine), count=3, epochs=1, rank=2)
+    adapter = reader.load(engine)
+    assert reader.measurement(adapter.about, books) is None  # not measured: not trusted
+    assert not reader.reads_well(adapter, books)
+    found = reader.measure(books, engine, teacher("books", engine),
+                           teacher("books", engine, "kv"), learned=set(), count=4)
+    assert found is not None and 1 <= found["n"] <= 4
+    assert 0 <= found["kv"] <= 1 and 0 <= found["text"] <= 1
+    adapter = reader.load(engine)  # saved again, with what was measured
+    assert reader.measurement(adapter.about, books) == found
+    assert reader.reads_well(adapter, books) == (found["kv"] >= found["text"] - reader.CLOSE)
+    assert reader.describe(books) == {"reader_measured": found["n"],
+                                      "reader_kv_accuracy": found["kv"],
+                                      "reader_text_accuracy": found["text"]}
+    books.remember("The Hatter said nothing at all.")  # measured on other content
+    assert not reader.reads_well(adapter, books)
+    assert reader.describe(books)["reader_measured"] is None
+    every = {p.id for p in books.passages()}
+    assert reader.measure(books, engine, teacher("books", engine),
+                          teacher("books", engine, "kv"), learned=every) is None
