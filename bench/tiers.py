@@ -10,7 +10,11 @@ mempipe home:
 3. Arms: `text` (`ask --tier text`); `cache`, the honest floor of a trained tier: the
    answer training was given for a question it asked, word for word, else nothing;
    `params` (`ask --tier params`: the namespace's adapter, trained on the taught questions
-   with the text tier as teacher); `auto` (`ask --tier auto`).
+   with the text tier as teacher); `auto` (`ask --tier auto`: the adapter where it is sure
+   and the question is like one it was taught, else text).
+4. Routing: `params.SIMILAR`, the likeness to a taught question above which auto asks the
+   adapter, chosen again on each seed's taught facts alone (`threshold`) and reported
+   beside the one used.
 
     python bench/tiers.py --json [--book PATH] [--n 300] [--seeds 1] [--arms text,cache,params]
                           [--epochs 3] [--steps N] [--limit N]
@@ -34,6 +38,8 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # bench/ helpers
 
@@ -55,6 +61,24 @@ def bundled(book: Path) -> dict[str, list[tuple[str, Judge]]]:
             rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
             sets[kind] = [(q["question"], judged(q)) for q in rows]
     return sets
+
+
+def threshold(teach: list, seed: int, embed: Callable, most_unlike: float = 0.05) -> dict:
+    """`params.SIMILAR` chosen on taught facts alone: half of them (by passage) stand for
+    what an adapter was taught; their other wording should come at least this close to
+    it, the other half's questions (facts never taught) not. The threshold is the lowest
+    that lets at most `most_unlike` of those through."""
+    from mempipe.memory import questions
+
+    known, unknown = questions.split(teach, 0.5, seed + 1)
+    taught_vectors = embed([f.asked for f in known])
+    like = (embed([f.reworded for f in known]) @ taught_vectors.T).max(axis=1)
+    unlike = np.sort((embed([f.asked for f in unknown]) @ taught_vectors.T).max(axis=1))
+    chosen = float(unlike[min(len(unlike) - 1, int((1 - most_unlike) * len(unlike)))])
+    return {"threshold": round(chosen, 3), "reworded_through": round(float((like >= chosen)
+                                                                           .mean()), 3),
+            "untaught_through": round(float((unlike >= chosen).mean()), 3),
+            "n": [len(known), len(unknown)]}
 
 
 def asked(question: str, namespace: str, tier: str, engine: object) -> tuple[str, float]:
@@ -89,10 +113,12 @@ def run_book(book: Path, n: int, seeds: list[int], arms: list[str], epochs: int,
     text_replies: dict[str, tuple[str, float]] = {}  # text reads the same for every seed
     scores: dict[str, dict[str, list[float]]] = {}
     seconds: dict[str, dict[str, list[float]]] = {}
-    training = []
+    training, routing = [], []
     for seed in seeds:
         teach, held = questions.split(found, 0.5, seed)
         teach, held = questions.sample(teach, n, seed), questions.sample(held, n, seed)
+        routing.append({"seed": seed, "used": params.SIMILAR,
+                        **threshold(teach, seed, memory.store.embedder.embed)})
         sets: dict[str, list[tuple[str, Judge]]] = {
             "taught": [(f.asked, lambda a, f=f: questions.answered(a, f)) for f in teach],
             "reworded": [(f.reworded, lambda a, f=f: questions.answered(a, f)) for f in teach],
@@ -138,7 +164,7 @@ def run_book(book: Path, n: int, seeds: list[int], arms: list[str], epochs: int,
             "facts_by_kind": dict(Counter(f.kind for f in found)),
             "examples": [{"kind": f.kind, "asked": f.asked, "reworded": f.reworded,
                           "answer": f.answer} for f in examples],
-            "training": training, "sets": table}
+            "training": training, "routing": routing, "sets": table}
 
 
 def main() -> None:
@@ -147,7 +173,7 @@ def main() -> None:
     parser.add_argument("--book", type=Path, default=DATA / "pride_and_prejudice.txt")
     parser.add_argument("--n", type=int, default=300, help="questions per generated set")
     parser.add_argument("--seeds", type=int, default=1, help="splits and trainings")
-    parser.add_argument("--arms", default="text,cache,params",
+    parser.add_argument("--arms", default="text,cache,params,auto",
                         help=f"comma-separated, of {', '.join(ARMS)}")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--steps", type=int, help="at most this many training steps")

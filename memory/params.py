@@ -12,6 +12,7 @@ taught (what it can answer for: `knows`)."""
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import Counter
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from mempipe.config import home
 from mempipe.engine.base import Message
 from mempipe.errors import UsageError
 from mempipe.memory import Memory, kv, reader, taught
+from mempipe.memory.embed import default_embedder
 from mempipe.memory.heat import hot
 from mempipe.memory.query import asks_for_someone, phrases
 from mempipe.memory.store import now
@@ -29,6 +31,9 @@ from mempipe.progress import staged
 
 QUESTIONS, EPOCHS, RANK, LR = 300, 3, 16, 1e-3
 CONFIDENT = 0.8  # auto takes the adapter's answer this sure of it (bench/params.py)
+# auto asks the adapter a question this near in meaning to one it was taught (`nearest`):
+# chosen on taught facts alone by bench/tiers.py (`threshold`), see docs/benchmarks.md
+SIMILAR = 0.75
 PROMPT = "Question: {question}\nAnswer in a few words."  # nothing recalled: no text
 SPEAKERS = 40  # who-is facts: the speakers most often found, each named mid-sentence
 _WHO_SAID = re.compile(r'Who said "(.*)"\?')
@@ -55,16 +60,34 @@ def forms(question: str) -> list[str]:
 
 
 def knows(adapter: Any, question: str) -> bool:
-    """Whether `adapter` was taught what `question` asks (case, spacing and punctuation
-    aside): who said what it quotes, each quote within one it was taught, or else the
-    question itself in one of its forms. `ask --tier auto` trusts it only then: it is as
-    sure of what it was never taught."""
+    """Whether `adapter` was taught `question` as asked: who said what it quotes, each
+    quote within one it was taught; or else the question itself in one of its forms (case,
+    spacing and punctuation aside). (What it was taught in other words: `nearest`.)"""
     lessons = adapter.about.get("taught", "").splitlines()
     if quoted := phrases(question):
         said = [_key(found[1]) for asked in lessons if (found := _WHO_SAID.fullmatch(asked))]
         return asks_for_someone(question) and all(any(_key(part) in quote for quote in said)
                                                   for part in quoted)
     return _key(question) in {_key(form) for asked in lessons for form in forms(asked)}
+
+
+def nearest(adapter: Any, question: str) -> tuple[float, str]:
+    """The question `adapter` was taught (in any of its forms) nearest `question` in
+    meaning, and how near: the cosine of their sentence embeddings (memory/embed.py);
+    (0, "") where it was taught none."""
+    taught_forms, vectors = _taught_vectors(adapter.about.get("taught", ""))
+    if not taught_forms:
+        return 0.0, ""
+    likeness = vectors @ default_embedder().embed([question])[0]
+    return float(likeness.max()), taught_forms[int(likeness.argmax())]
+
+
+@functools.lru_cache(maxsize=8)
+def _taught_vectors(lessons: str) -> tuple[list[str], Any]:
+    """The taught questions in every form, and their embeddings: computed once per
+    adapter a process reads."""
+    taught_forms = [form for asked in lessons.splitlines() if asked for form in forms(asked)]
+    return taught_forms, default_embedder().embed(taught_forms)
 
 
 def _key(question: str) -> str:

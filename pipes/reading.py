@@ -58,17 +58,20 @@ _QUESTION_WORD = re.compile(r"\b(?:who|whom|whose|what|which|where|when|why|how)
 # What a question asks for, by the question word that says so.
 _KINDS = [
     ("number", re.compile(r"\bhow\s+(?:many|much|far|long|tall|high|deep|old|large|big|"
-                          r"wide|often|heavy)\b|\bwhat\s+(?:age|size|number|sum)\b", re.I)),
-    ("time", re.compile(r"\bwhen\b|\bwhat\s+(?:time|date|day|year|month|hour|season)\b"
+                          r"wide|often|heavy)\b|\b(?:what|which)\s+(?:age|size|number|sum)\b",
+                          re.I)),
+    ("time", re.compile(r"\bwhen\b|\b(?:what|which)\s+(?:time|date|day|year|month|hour|"
+                        r"season)\b"
                         r"|\b(?:on|by|at|in)\s+what\s+(?:time|date|day|year|month|hour|feast"
                         r"|season)\b", re.I)),
     ("person", re.compile(r"\b(?:who|whom|whose)\b|\bwhich\s+(?:\w+\s+)?(?:character|person"
                           r"|people|man|woman|girl|boy|lady|gentleman|officer|friend|cousin"
                           r"|servant|relation|sister|brother|daughter|son)\b", re.I)),
-    ("place", re.compile(r"\bwhere\b|\b(?:in|at|to|from)\s+which\s+\w+|\bwhat\s+(?:place|"
-                         r"town|city|country|county|street|house|estate)\b", re.I)),
-    ("reason", re.compile(r"\bwhy\b|\bwhat\s+for\b|\bfor\s+what\s+reason\b", re.I)),
-    ("manner", re.compile(r"\bhow\b", re.I)),
+    ("place", re.compile(r"\bwhere\b|\b(?:in|at|to|from)\s+which\s+\w+|\b(?:what|which)\s+"
+                         r"(?:place|town|city|country|county|street|house|estate)\b", re.I)),
+    ("reason", re.compile(r"\bwhy\b|\bwhat\s+for\b|\b(?:for\s+)?(?:what|which)\s+reason\b",
+                          re.I)),
+    ("manner", re.compile(r"\bhow\b|\b(?:what|which)\s+way\b", re.I)),
 ]
 
 

@@ -4,6 +4,7 @@ nothing read, so an answer comes as fast as the question alone."""
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import anyio
@@ -14,6 +15,9 @@ from mempipe.item import Item
 from mempipe.memory import Memory, kv, params
 from mempipe.memory.store import Store
 from mempipe.pipes.context import Context
+from mempipe.pipes.reading import kind_of
+
+_WORD = re.compile(r"[\w'’]+")
 
 
 async def adapted(question: Question, ctx: Context, strict: bool = False
@@ -48,10 +52,10 @@ async def answer(question: Question, ctx: Context, adapted: tuple[str, Any],
                  sure: bool = False) -> Item | None:
     """The answer from the namespace's adapter. With `sure` (--tier auto), only an
     answer the adapter was sure of (the geometric mean of its tokens' probabilities)
-    to a question it was taught (`params.knows`): it is as sure of what it never
-    learned."""
+    to a question it was taught, or one that asks the same (`taught`): it is as sure of
+    what it never learned."""
     name, adapter = adapted
-    if sure and not params.knows(adapter, question.text):
+    if sure and not await anyio.to_thread.run_sync(taught, adapter, question.text):
         ctx.note("the adapter was never taught this question, so recalled")
         return None
     result = await ctx.complete(params.PROMPT.format(question=question.text),
@@ -66,3 +70,19 @@ async def answer(question: Question, ctx: Context, adapted: tuple[str, Any],
     ctx.note(said)
     return Item(text=result.text, source=name, meta={"question": question.text,
                                                      "tier": "params"})
+
+
+def taught(adapter: Any, question: str) -> bool:
+    """Whether `adapter` was taught what `question` asks: as asked (`params.knows`), or in
+    other words: a taught question at least `params.SIMILAR` near it in meaning that asks
+    for the same kind of answer (pipes/reading.py) about the same names (the capitalised
+    words after the first: "Mrs. Darcy" is not "Mr. Darcy")."""
+    if params.knows(adapter, question):
+        return True
+    likeness, like = params.nearest(adapter, question)
+    return likeness >= params.SIMILAR and kind_of(question) == kind_of(like) and \
+        _names(question) <= {word.lower() for word in _WORD.findall(like)}
+
+
+def _names(question: str) -> set[str]:
+    return {word.lower() for word in _WORD.findall(question)[1:] if word[0].isupper()}

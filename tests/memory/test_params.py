@@ -42,6 +42,22 @@ def test_an_adapter_knows_the_questions_it_was_taught_in_any_of_their_forms(engi
     assert not params.knows(engine.new_adapter(2), "Who is Mr. Darcy?")
 
 
+def test_auto_takes_a_question_in_other_words_for_a_taught_one_only_if_it_asks_the_same(
+        engine) -> None:
+    from mempipe.agents.asking.params import taught
+
+    adapter = engine.new_adapter(2, {"taught": "Who is Mr. Darcy?\nElizabeth walked to "
+                                               "Meryton with whom on Monday?"})
+    for same in ("With whom did Elizabeth walk to Meryton on Monday?",
+                 'Which person completes "Elizabeth walked to Meryton with ___ on Monday"?'):
+        assert params.nearest(adapter, same)[0] >= params.SIMILAR and taught(adapter, same)
+    for other in ("When did Elizabeth walk to Meryton?",  # near, but asks for a time
+                  "Who is Mrs. Darcy?",  # near, but another name
+                  "Where does Mr. Darcy live?", "Who is Mr. Bingley?", "Why?"):
+        assert not taught(adapter, other), other
+    assert params.nearest(engine.new_adapter(2), "Who is Mr. Darcy?") == (0.0, "")
+
+
 def test_speakers_are_those_the_text_found_saying_quotes_that_it_names_as_it_does() -> None:
     memory = Memory("speakers")
     memory.remember(TEXT)
