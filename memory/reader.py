@@ -18,7 +18,6 @@ shows the reader within `CLOSE` of text (`reads_well`)."""
 
 from __future__ import annotations
 
-import itertools
 import json
 import random
 import re
@@ -27,10 +26,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import anyio
-
 from mempipe.chunking import TITLES
-from mempipe.concurrent import gather
 from mempipe.config import home
 from mempipe.errors import UsageError
 from mempipe.memory import Memory, Passage, kv, taught
@@ -153,14 +149,7 @@ def measure(memory: Memory, engine: Any, teacher: taught.Teacher, student: taugh
         return None
     asked = [f.asked for f in held]
     text = taught.answers(memory, engine.fingerprint, teacher, asked, progress)
-    done = itertools.count(1)
-
-    def step() -> None:
-        if progress:
-            progress(next(done), len(asked))
-
-    with uncounted():
-        read = anyio.run(gather, student, asked, 16, step)
+    read = taught.ask(student, asked, progress)  # not kept: it is this reader's
     result = {"namespace": memory.namespace, "content": taught.content(memory),
               "n": len(held),
               "text": round(statistics.mean(facts_of.answered(text[f.asked], f)

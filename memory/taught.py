@@ -54,19 +54,27 @@ def answers(memory: Memory, model: str, teacher: Teacher, questions: list[str],
     path, made_from = path_for(memory.namespace, model), content(memory)
     known = kept(path, made_from)
     missing = [q for q in dict.fromkeys(questions) if q not in known]
+    for start in range(0, len(missing), KEEP_EVERY):
+        part = missing[start:start + KEEP_EVERY]
+        said = ask(teacher, part, progress and (
+            lambda done, _, start=start: progress(start + done, len(missing))))
+        known.update(zip(part, said, strict=True))
+        keep(path, made_from, known)
+    return {q: known[q] for q in questions}
+
+
+def ask(answerer: Teacher, questions: list[str],
+        progress: Callable[[int, int], None] | None = None) -> list[str]:
+    """Each question's answer by `answerer`, 16 at a time, each reported as it comes. What
+    it recalls is not counted as read: a training's questions are not a reader's."""
     done = itertools.count(1)
 
     def step() -> None:
         if progress:
-            progress(next(done), len(missing))
+            progress(next(done), len(questions))
 
-    for start in range(0, len(missing), KEEP_EVERY):
-        part = missing[start:start + KEEP_EVERY]
-        with uncounted():  # the teacher's reading is not a reader's
-            said = anyio.run(gather, teacher, part, 16, step)
-        known.update(zip(part, said, strict=True))
-        keep(path, made_from, known)
-    return {q: known[q] for q in questions}
+    with uncounted():
+        return anyio.run(gather, answerer, questions, 16, step)
 
 
 def kept(path: Path, made_from: str) -> dict[str, str]:
