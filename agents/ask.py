@@ -96,13 +96,16 @@ class Ask(ReduceAgent):
 def teacher(namespace: str, engine: Any, tier: str = "text") -> taught.Teacher:
     """How training asks a namespace a question (memory/taught.py): `ask --tier TIER`'s
     answer, or "" where it abstained or found nothing that bears on the question: neither
-    is a fact to teach."""
+    is a fact to teach. Given a page (the passage the question was made from), `ask` reads
+    that text alone, as a reader with the page open, instead of recalling: recall is where
+    `ask` loses most answers, and a lesson is only as right as its teacher."""
 
-    async def answer(question: str) -> str:
-        agent = Ask(question=question, **{"from": namespace}, tier=tier,
-                    max_tokens=TEACHER_TOKENS)
+    async def answer(question: str, page: str = "") -> str:
+        agent = Ask(question=question, **({} if page else {"from": namespace}),
+                    tier="text" if page else tier, max_tokens=TEACHER_TOKENS)
+        given = [Item(text=page, source=namespace)] if page else None
         try:
-            said = [item async for item in agent.pipeline().stream(engine=engine)]
+            said = [item async for item in agent.pipeline().stream(given, engine=engine)]
         except StageError as error:
             if isinstance(error.cause, UsageError):
                 return ""

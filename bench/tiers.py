@@ -10,14 +10,15 @@ mempipe home:
 3. Arms: `text` (`ask --tier text`); `cache`, the honest floor of a trained tier: the
    answer training was given for a question it asked, word for word, else nothing;
    `params` (`ask --tier params`: the namespace's adapter, trained on the taught questions
-   with the text tier as teacher); `auto` (`ask --tier auto`: the adapter where it is sure
-   and the question is like one it was taught, else text).
+   with the text tier as teacher, reading the passage each fact was found in, or with
+   `--teacher recall` recalling from the whole namespace); `auto` (`ask --tier auto`: the
+   adapter where it is sure and the question is like one it was taught, else text).
 4. Routing: `params.SIMILAR`, the likeness to a taught question above which auto asks the
    adapter, chosen again on each seed's taught facts alone (`threshold`) and reported
    beside the one used.
 
     python bench/tiers.py --json [--book PATH] [--n 300] [--seeds 1] [--arms text,cache,params]
-                          [--epochs 3] [--steps N] [--limit N]
+                          [--epochs 3] [--steps N] [--limit N] [--teacher page|recall]
 
 Accuracy is the share answered (a fact: its answering words in the reply, most of them
 for a reason or a way; the bundled sets as bench/general.py and bench/whosaid.py judge);
@@ -96,7 +97,7 @@ def asked(question: str, namespace: str, tier: str, engine: object) -> tuple[str
 
 
 def run_book(book: Path, n: int, seeds: list[int], arms: list[str], epochs: int,
-             steps: int | None, limit: int | None) -> dict:
+             steps: int | None, limit: int | None, teaching: str = "page") -> dict:
     from mempipe import Item, Memory
     from mempipe.agents.ask import teacher
     from mempipe.engine import get_engine
@@ -107,6 +108,7 @@ def run_book(book: Path, n: int, seeds: list[int], arms: list[str], epochs: int,
     memory = Memory(namespace)
     text = book.read_text()
     memory.remember(Item(text=text, source=str(book), span=(0, len(text))))
+    pages = {p.id: p.text for p in memory.passages()}
     found = questions.facts(memory.passages())
     log(f"{book.name}: {len(found)} facts, {dict(Counter(f.kind for f in found))}")
     fixed = {name: rows[:limit] if limit else rows for name, rows in bundled(book).items()}
@@ -130,6 +132,7 @@ def run_book(book: Path, n: int, seeds: list[int], arms: list[str], epochs: int,
             _, losses = params.train(
                 memory, engine, teacher(namespace, engine), epochs=epochs, steps=steps,
                 questions=[f.asked for f in teach],
+                pages={f.asked: pages[f.passage] for f in teach} if teaching == "page" else None,
                 progress=lambda stage, done, total: log(f"{stage} {done}/{total}")
                 if done == total or done % 50 == 0 else None)
             training.append({"seed": seed, "seconds": round(time.perf_counter() - started, 1),
@@ -178,6 +181,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--steps", type=int, help="at most this many training steps")
     parser.add_argument("--limit", type=int, help="bundled questions per set")
+    parser.add_argument("--teacher", choices=("page", "recall"), default="page",
+                        help="page: the text tier reads the passage each taught fact was "
+                        "found in; recall: it recalls from the whole namespace")
     args = parser.parse_args()
     arms = [a for a in args.arms.split(",") if a]
     if unknown := [a for a in arms if a not in ARMS]:
@@ -188,10 +194,13 @@ def main() -> None:
     result = {"benchmark": "tiers", "machine": machine(),
               "model": "smollm2-135m-instruct (default)",
               "taught": "the adapter: the taught half's generated questions (memory/questions.py), "
-                        "answered by ask --tier text; never the bundled sets",
+                        "answered by ask --tier text "
+                        + ("reading the passage each was made from" if args.teacher == "page"
+                           else "recalling from the namespace") + "; never the bundled sets",
+              "teacher": args.teacher,
               "seeds": list(range(args.seeds)), "epochs": args.epochs, "steps": args.steps,
               **run_book(args.book, args.n, list(range(args.seeds)), arms, args.epochs,
-                         args.steps, args.limit)}
+                         args.steps, args.limit, args.teacher)}
     if args.json:
         print(json.dumps(result, indent=2))
     else:

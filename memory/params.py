@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import re
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -103,12 +103,15 @@ def messages(question: str) -> list[Message]:
 def train(memory: Memory, engine: Any, teacher: taught.Teacher, count: int = QUESTIONS,
           epochs: int = EPOCHS, rank: int = RANK, steps: int | None = None,
           progress: Callable[[str, int, int], None] | None = None,
-          questions: list[str] | None = None) -> tuple[Path, list[float]]:
+          questions: list[str] | None = None, pages: Mapping[str, str] | None = None
+          ) -> tuple[Path, list[float]]:
     """Train the namespace's adapter on `count` of its facts, those of its most read
     passages first (memory/heat.py), then who each speaker they found is (or on the
     `questions` given, and those alone), for `epochs` or at most `steps` steps, and save
     it; the path and each epoch's loss. `teacher` answers each question (memory/taught.py:
-    what it answered before, of the same content, is not asked again)."""
+    what it answered before, of the same content, is not asked again), reading the page
+    `pages` gives it where there is one (the passage a generated question was made from,
+    memory/questions.py), else what it recalls."""
     engine = kv.engine_for_kv(engine)
     path = path_for(memory.namespace, engine.fingerprint)
     made_from, first = taught.content(memory), hot(memory)
@@ -117,7 +120,7 @@ def train(memory: Memory, engine: Any, teacher: taught.Teacher, count: int = QUE
     if not asked:
         raise UsageError(f"{memory.namespace} holds no passages to learn facts from")
     known = taught.answers(memory, engine.fingerprint, teacher, asked,
-                           staged(progress, "teacher"))
+                           staged(progress, "teacher"), pages)
     if questions is None:
         who = [f"Who is {name}?" for name in speakers(memory, asked, known)]
         known |= taught.answers(memory, engine.fingerprint, teacher, who,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 
 import anyio
@@ -23,8 +23,10 @@ from mempipe.files import write_atomically
 from mempipe.memory import Memory
 from mempipe.memory.store import uncounted
 
-# Answers one question about a namespace from its text; "" where there is nothing to teach.
-Teacher = Callable[[str], Awaitable[str]]
+# Answers a question about a namespace from the page given (the text the question was made
+# from), or from what it recalls of the namespace where the page is ""; "" where there is
+# nothing to teach.
+Teacher = Callable[[str, str], Awaitable[str]]
 KEEP_EVERY = 64  # answers asked between two writes: a killed training loses fewer
 _CONTENT: dict[tuple[str, str, tuple], str] = {}
 
@@ -48,33 +50,39 @@ def path_for(namespace: str, model: str) -> Path:
 
 
 def answers(memory: Memory, model: str, teacher: Teacher, questions: list[str],
-            progress: Callable[[int, int], None] | None = None) -> dict[str, str]:
-    """The teacher's answer to each question: those kept from before, the rest asked (16
-    at a time) and kept as they come."""
+            progress: Callable[[int, int], None] | None = None,
+            pages: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The teacher's answer to each question, from its page in `pages` where it has one:
+    those kept from before, the rest asked (16 at a time) and kept as they come."""
     path, made_from = path_for(memory.namespace, model), content(memory)
     known = kept(path, made_from)
     missing = [q for q in dict.fromkeys(questions) if q not in known]
     for start in range(0, len(missing), KEEP_EVERY):
         part = missing[start:start + KEEP_EVERY]
         said = ask(teacher, part, progress and (
-            lambda done, _, start=start: progress(start + done, len(missing))))
+            lambda done, _, start=start: progress(start + done, len(missing))), pages)
         known.update(zip(part, said, strict=True))
         keep(path, made_from, known)
     return {q: known[q] for q in questions}
 
 
 def ask(answerer: Teacher, questions: list[str],
-        progress: Callable[[int, int], None] | None = None) -> list[str]:
-    """Each question's answer by `answerer`, 16 at a time, each reported as it comes. What
-    it recalls is not counted as read: a training's questions are not a reader's."""
+        progress: Callable[[int, int], None] | None = None,
+        pages: Mapping[str, str] | None = None) -> list[str]:
+    """Each question's answer by `answerer` (from its page in `pages`, else recalled), 16
+    at a time, each reported as it comes. What it recalls is not counted as read: a
+    training's questions are not a reader's."""
     done = itertools.count(1)
+
+    async def one(question: str) -> str:
+        return await answerer(question, (pages or {}).get(question, ""))
 
     def step() -> None:
         if progress:
             progress(next(done), len(questions))
 
     with uncounted():
-        return anyio.run(gather, answerer, questions, 16, step)
+        return anyio.run(gather, one, questions, 16, step)
 
 
 def kept(path: Path, made_from: str) -> dict[str, str]:

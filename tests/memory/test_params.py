@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import anyio
 import pytest
 
 from mempipe import Memory, ask
@@ -107,6 +108,28 @@ def test_a_caller_may_name_the_questions_taught_and_only_those_are(engine) -> No
     adapter = params.load(books, engine)[0]
     assert set(adapter.about["taught"].splitlines()) <= set(asked)
     assert adapter.about["facts"] == "2"
+
+
+def test_a_question_given_its_page_is_taught_from_that_page(engine) -> None:
+    books = Memory("books")
+    books.remember(TEXT)
+    seen: list[tuple[str, str]] = []
+
+    async def reading(question: str, page: str) -> str:
+        seen.append((question, page))
+        return "the Gryphon"
+
+    asked = ["Alice looked at whom?", "Who looked at the Gryphon?"]
+    params.train(books, engine, reading, epochs=1, rank=2, steps=1, questions=asked,
+                 pages={asked[0]: "Alice looked at the Gryphon."})
+    assert sorted(seen) == [(asked[0], "Alice looked at the Gryphon."), (asked[1], "")]
+
+
+def test_the_teacher_reads_the_page_it_is_given_instead_of_recalling(engine) -> None:
+    ask = teacher("never-remembered", engine)
+    question = "Who looked at the Gryphon?"
+    assert anyio.run(ask, question, "") == ""  # nothing to recall from
+    assert anyio.run(ask, question, "Alice looked at the Gryphon, who was asleep.") != ""
 
 
 def test_what_cannot_be_trained_or_asked_says_so(engine) -> None:
