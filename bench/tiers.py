@@ -97,7 +97,7 @@ def asked(question: str, namespace: str, tier: str, engine: object) -> tuple[str
 
 
 def run_book(book: Path, n: int, seeds: list[int], arms: list[str], epochs: int,
-             steps: int | None, limit: int | None, teaching: str = "page") -> dict:
+             steps: int | None, limit: int | None, teaching: str) -> dict:
     from mempipe import Item, Memory
     from mempipe.agents.ask import teacher
     from mempipe.engine import get_engine
@@ -108,8 +108,9 @@ def run_book(book: Path, n: int, seeds: list[int], arms: list[str], epochs: int,
     memory = Memory(namespace)
     text = book.read_text()
     memory.remember(Item(text=text, source=str(book), span=(0, len(text))))
-    pages = {p.id: p.text for p in memory.passages()}
-    found = questions.facts(memory.passages())
+    passages = memory.passages()
+    pages = {p.id: p.text for p in passages}
+    found = questions.facts(passages)
     log(f"{book.name}: {len(found)} facts, {dict(Counter(f.kind for f in found))}")
     fixed = {name: rows[:limit] if limit else rows for name, rows in bundled(book).items()}
     text_replies: dict[str, tuple[str, float]] = {}  # text reads the same for every seed

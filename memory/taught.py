@@ -72,10 +72,10 @@ def ask(answerer: Teacher, questions: list[str],
     """Each question's answer by `answerer` (from its page in `pages`, else recalled), 16
     at a time, each reported as it comes. What it recalls is not counted as read: a
     training's questions are not a reader's."""
-    done = itertools.count(1)
+    done, pages = itertools.count(1), pages or {}
 
     async def one(question: str) -> str:
-        return await answerer(question, (pages or {}).get(question, ""))
+        return await answerer(question, pages.get(question, ""))
 
     def step() -> None:
         if progress:
