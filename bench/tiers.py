@@ -11,20 +11,26 @@ mempipe home:
    answer training was given for a question it asked, word for word, else nothing;
    `params` (`ask --tier params`: the namespace's adapter, trained on the taught questions
    with the text tier as teacher, reading the passage each fact was found in, or with
-   `--teacher recall` recalling from the whole namespace); `auto` (`ask --tier auto`: the
-   adapter where it is sure and the question is like one it was taught, else text).
-4. Routing: `params.SIMILAR`, the likeness to a taught question above which auto asks the
-   adapter, chosen again on each seed's taught facts alone (`threshold`) and reported
-   beside the one used.
+   `--teacher recall` recalling from the whole namespace); `kv` (`ask --tier kv`: the
+   memories read with the memory reader, trained once a run on the namespace's templates
+   and measured on its held-back facts, memory/reader.py); `auto` (`ask --tier auto`: the
+   adapter where it is sure and the question is as it was taught, or like one where the
+   adapter was measured answering other wordings as well as text; memories where the
+   reader was measured reading as well as text; else text).
+4. Routing: the adapter is taught `--measure` facts beyond the set, and measured on their
+   other wording against text (memory/params.py); whether auto asks it by meaning follows.
+   `params.SIMILAR`, the likeness to a taught question above which it does, is chosen
+   again on each seed's taught facts alone (`threshold`) and reported beside the one used.
 
     python bench/tiers.py --json [--book PATH] [--n 300] [--seeds 1] [--arms text,cache,params]
                           [--epochs 3] [--steps N] [--limit N] [--teacher page|recall]
+                          [--measure 150] [--reader-questions 300]
 
 Accuracy is the share answered (a fact: its answering words in the reply, most of them
 for a reason or a way; the bundled sets as bench/general.py and bench/whosaid.py judge);
 with more than one seed, the mean and its standard deviation over seeds. Seconds are the
-median per answer. Not measured here: tier 2 (key/value memories read with a trained
-reader), whose training takes 15-50 minutes a seed on a 2-core CPU."""
+median per answer. The reader is trained once a run, not once a seed: its training takes
+15-50 minutes on a 2-core CPU."""
 
 from __future__ import annotations
 
@@ -48,7 +54,7 @@ from bench import general, whosaid  # noqa: E402
 from bench.report import log, machine  # noqa: E402
 
 DATA = ROOT / "examples" / "data"
-ARMS = ("text", "cache", "params", "auto")
+ARMS = ("text", "cache", "params", "kv", "auto")
 Judge = Callable[[str], bool]
 
 
@@ -97,11 +103,12 @@ def asked(question: str, namespace: str, tier: str, engine: object) -> tuple[str
 
 
 def run_book(book: Path, n: int, seeds: list[int], arms: list[str], epochs: int,
-             steps: int | None, limit: int | None, teaching: str) -> dict:
+             steps: int | None, limit: int | None, teaching: str, measure: int,
+             reader_questions: int) -> dict:
     from mempipe import Item, Memory
     from mempipe.agents.ask import teacher
     from mempipe.engine import get_engine
-    from mempipe.memory import params, questions, taught
+    from mempipe.memory import params, questions, reader, taught
 
     engine = get_engine()
     namespace = re.sub(r"[^A-Za-z0-9_.-]", "-", book.stem)[:64]
@@ -116,10 +123,24 @@ def run_book(book: Path, n: int, seeds: list[int], arms: list[str], epochs: int,
     text_replies: dict[str, tuple[str, float]] = {}  # text reads the same for every seed
     scores: dict[str, dict[str, list[float]]] = {}
     seconds: dict[str, dict[str, list[float]]] = {}
-    training, routing = [], []
+    training, routing, reading = [], [], {}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if done == total or done % 50 == 0:
+            log(f"{stage} {done}/{total}")
+
+    if "kv" in arms or "auto" in arms:
+        started = time.perf_counter()
+        _, losses = reader.train(memory, engine, teacher(namespace, engine),
+                                 count=reader_questions, student=teacher(namespace, engine, "kv"),
+                                 measured=n, progress=progress)
+        reading = {"seconds": round(time.perf_counter() - started, 1),
+                   "losses": [round(x, 4) for x in losses],
+                   "measured": taught.measurement(reader.load(engine).about, memory)}
     for seed in seeds:
         teach, held = questions.split(found, 0.5, seed)
-        teach, held = questions.sample(teach, n, seed), questions.sample(held, n, seed)
+        teach, held = questions.sample(teach, n + measure, seed), questions.sample(held, n, seed)
+        teach, measured = teach[:n], teach[n:]  # the measured facts are taught, never scored
         routing.append({"seed": seed, "used": params.SIMILAR,
                         **threshold(teach, seed, memory.store.embedder.embed)})
         sets: dict[str, list[tuple[str, Judge]]] = {
@@ -129,17 +150,21 @@ def run_book(book: Path, n: int, seeds: list[int], arms: list[str], epochs: int,
             **fixed}
         given: dict[str, str] = {}  # what training was given, question by question
         if "params" in arms or "auto" in arms or "cache" in arms:
+            lessons = [f.asked for f in teach + measured]
+            page_of = {f.asked: pages[f.passage] for f in teach + measured} \
+                if teaching == "page" else None
             started = time.perf_counter()
             _, losses = params.train(
                 memory, engine, teacher(namespace, engine), epochs=epochs, steps=steps,
-                questions=[f.asked for f in teach],
-                pages={f.asked: pages[f.passage] for f in teach} if teaching == "page" else None,
-                progress=lambda stage, done, total: log(f"{stage} {done}/{total}")
-                if done == total or done % 50 == 0 else None)
+                questions=lessons, pages=page_of, student=teacher(namespace, engine, "params"),
+                measured=measured, progress=progress)
+            adapter = params.load(memory, engine)[0]
             training.append({"seed": seed, "seconds": round(time.perf_counter() - started, 1),
-                             "losses": [round(x, 4) for x in losses]})
-            given = taught.kept(taught.path_for(namespace, engine.fingerprint),
-                                taught.content(memory))
+                             "losses": [round(x, 4) for x in losses],
+                             "measured": taught.measurement(adapter.about, memory),
+                             "by_meaning": params.by_meaning(adapter, memory)})
+            given = taught.answers(memory, engine.fingerprint, teacher(namespace, engine),
+                                   lessons, pages=page_of)  # all kept: nothing is asked
         for name, rows in sets.items():
             for arm in arms:
                 right, took = [], []
@@ -168,7 +193,7 @@ def run_book(book: Path, n: int, seeds: list[int], arms: list[str], epochs: int,
             "facts_by_kind": dict(Counter(f.kind for f in found)),
             "examples": [{"kind": f.kind, "asked": f.asked, "reworded": f.reworded,
                           "answer": f.answer} for f in examples],
-            "training": training, "routing": routing, "sets": table}
+            "training": training, "reader": reading, "routing": routing, "sets": table}
 
 
 def main() -> None:
@@ -182,6 +207,10 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--steps", type=int, help="at most this many training steps")
     parser.add_argument("--limit", type=int, help="bundled questions per set")
+    parser.add_argument("--measure", type=int, default=150,
+                        help="facts taught beyond the set, to measure the adapter on")
+    parser.add_argument("--reader-questions", type=int, default=300,
+                        help="questions the memory reader learns from (kv, auto)")
     parser.add_argument("--teacher", choices=("page", "recall"), default="page",
                         help="page: the text tier reads the passage each taught fact was "
                         "found in; recall: it recalls from the whole namespace")
@@ -201,7 +230,8 @@ def main() -> None:
               "teacher": args.teacher,
               "seeds": list(range(args.seeds)), "epochs": args.epochs, "steps": args.steps,
               **run_book(args.book, args.n, list(range(args.seeds)), arms, args.epochs,
-                         args.steps, args.limit, args.teacher)}
+                         args.steps, args.limit, args.teacher, args.measure,
+                         args.reader_questions)}
     if args.json:
         print(json.dumps(result, indent=2))
     else:

@@ -3,19 +3,22 @@ questions about it with nothing recalled and nothing read (Memory³'s parameters
 
 Training data comes from memory itself: questions about the namespace's passages (who said
 each quote, what the text says about the names it mentions), its most read passages'
-first, then who each speaker found is; each answered by a teacher the caller hands in
-(`ask` reading the passages as text, tier 1, its best reader), each asked in a few forms
-(a fact seen in one wording is learned poorly). The teacher's answers are kept
-(memory/taught.py), so a retrain asks only what was never asked. The adapter names the
-namespace's content (when the namespace changes, it is reported stale) and what it was
-taught (what it can answer for: `knows`)."""
+first, then who each speaker found is, each asked in a few forms (a fact seen in one
+wording is learned poorly); and as many facts of every kind (memory/questions.py), each
+read from the passage it was found in. A teacher the caller hands in answers them (`ask`
+reading the text, tier 1, its best reader); its answers are kept (memory/taught.py), so a
+retrain asks only what was never asked. The adapter names the namespace's content (when
+the namespace changes, it is reported stale) and what it was taught (what it can answer
+for: `knows`). It is then measured on those facts in other words, against text, and `ask
+--tier auto` asks it what it was taught in other words only where it answered them as
+well as text (`by_meaning`)."""
 
 from __future__ import annotations
 
 import functools
 import re
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +26,7 @@ from mempipe.config import home
 from mempipe.engine.base import Message
 from mempipe.errors import UsageError
 from mempipe.memory import Memory, kv, reader, taught
+from mempipe.memory import questions as facts_of
 from mempipe.memory.embed import default_embedder
 from mempipe.memory.heat import hot
 from mempipe.memory.query import asks_for_someone, phrases
@@ -30,6 +34,7 @@ from mempipe.memory.store import now
 from mempipe.progress import staged
 
 QUESTIONS, EPOCHS, RANK, LR = 300, 3, 16, 1e-3
+MEASURED = 150  # taught facts the adapter is asked in other words, beside text
 CONFIDENT = 0.8  # auto takes the adapter's answer this sure of it (bench/params.py)
 # auto asks the adapter a question this near in meaning to one it was taught (`nearest`):
 # chosen on taught facts alone by bench/tiers.py (`threshold`), see docs/benchmarks.md
@@ -103,20 +108,32 @@ def messages(question: str) -> list[Message]:
 def train(memory: Memory, engine: Any, teacher: taught.Teacher, count: int = QUESTIONS,
           epochs: int = EPOCHS, rank: int = RANK, steps: int | None = None,
           progress: Callable[[str, int, int], None] | None = None,
-          questions: list[str] | None = None, pages: Mapping[str, str] | None = None
-          ) -> tuple[Path, list[float]]:
-    """Train the namespace's adapter on `count` of its facts, those of its most read
-    passages first (memory/heat.py), then who each speaker they found is (or on the
-    `questions` given, and those alone), for `epochs` or at most `steps` steps, and save
-    it; the path and each epoch's loss. `teacher` answers each question (memory/taught.py:
-    what it answered before, of the same content, is not asked again), reading the page
-    `pages` gives it where there is one (the passage a generated question was made from,
-    memory/questions.py), else what it recalls."""
+          questions: list[str] | None = None, pages: Mapping[str, str] | None = None,
+          student: taught.Teacher | None = None,
+          measured: Sequence[facts_of.Fact] | None = None) -> tuple[Path, list[float]]:
+    """Train the namespace's adapter on `count` questions: those of its most read passages
+    (memory/heat.py), then half its facts of every kind and half the templates, then who
+    each speaker they found is (or on the `questions` given, and those alone), for
+    `epochs` or at most `steps` steps, and save it; the path and each epoch's loss.
+    `teacher` answers each question (memory/taught.py: what it answered before, of the
+    same content, is not asked again), reading the page `pages` gives it where there is
+    one (a fact's passage), else what it recalls. With `student` (the adapter's answer),
+    it is then measured on the `measured` facts' other wording (by default the facts it
+    learned, up to `MEASURED`), against text."""
     engine = kv.engine_for_kv(engine)
     path = path_for(memory.namespace, engine.fingerprint)
     made_from, first = taught.content(memory), hot(memory)
-    asked = list(questions) if questions is not None else \
-        reader.questions(memory, count, first=first)
+    asked = list(questions or [])
+    if questions is None:
+        templates = reader.questions(memory, count, first=first)
+        read_most = {q for passage in first for some in reader.asked_of(passage.text)
+                     for q in some}  # never displaced by facts
+        generated = facts_of.sample(facts_of.facts(memory.passages()),
+                                    min(count // 2, max(0, count - len(read_most))))
+        asked = templates[:count - len(generated)] + [f.asked for f in generated]
+        texts = {passage.id: passage.text for passage in memory.passages()}
+        pages = {f.asked: texts[f.passage] for f in generated}
+        measured = generated[:MEASURED] if measured is None else measured
     if not asked:
         raise UsageError(f"{memory.namespace} holds no passages to learn facts from")
     known = taught.answers(memory, engine.fingerprint, teacher, asked,
@@ -142,7 +159,17 @@ def train(memory: Memory, engine: Any, teacher: taught.Teacher, count: int = QUE
                                 progress=staged(progress, "training"),
                                 checkpoint=path.with_suffix(".checkpoint"), steps=steps)
     adapter.save(path)
+    if student is not None and (measuring := [f for f in measured or [] if known.get(f.asked)]):
+        taught.measure(path, memory, engine.fingerprint, teacher, student, "params",
+                       measuring, [f.reworded for f in measuring], staged(progress, "measuring"))
     return path, losses
+
+
+def by_meaning(adapter: Any, memory: Memory) -> bool:
+    """Whether `adapter` was measured on `memory` as it is now answering what it was
+    taught in other words at most `taught.CLOSE` below text: auto asks it questions like
+    (`nearest`), not only as (`knows`), those it was taught only then."""
+    return taught.as_good(adapter.about, memory, "params")
 
 
 def speakers(memory: Memory, asked: list[str], known: dict[str, str]) -> list[str]:
@@ -193,7 +220,11 @@ def describe(memory: Memory) -> dict[str, Any]:
         if about.get("namespace") == memory.namespace:
             found.append((about, path.stat().st_size))
     latest = max(found, key=lambda pair: pair[0].get("trained", ""), default=({}, 0))[0]
+    measured = taught.measurement(latest, memory) or {}
     return {"adapters": len(found), "adapter_bytes": sum(size for _, size in found),
             "adapter_facts": int(latest.get("facts", 0)),
             "adapter_trained": latest.get("trained"),
-            "adapter_stale": bool(latest) and latest.get("content") != taught.content(memory)}
+            "adapter_stale": bool(latest) and latest.get("content") != taught.content(memory),
+            "adapter_measured": measured.get("n"),
+            "adapter_params_accuracy": measured.get("params"),
+            "adapter_text_accuracy": measured.get("text")}

@@ -14,14 +14,12 @@ How well it reads depends on the training run, so each reader is measured where 
 trained: on held-back questions about the namespace (facts of passages it never learned
 from, memory/questions.py), answered from memories and from text, paired. The result is
 kept with the reader, and `ask --tier auto` reads a namespace's memories only where it
-shows the reader within `CLOSE` of text (`reads_well`)."""
+shows the reader within `taught.CLOSE` of text (`reads_well`)."""
 
 from __future__ import annotations
 
-import json
 import random
 import re
-import statistics
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -36,7 +34,6 @@ from mempipe.progress import staged
 
 QUESTIONS, EPOCHS, RANK, LR = 300, 2, 16, 5e-4  # 12 minutes on a 2-core CPU, see bench
 MEASURED = 300  # held-back questions a reader is measured on, each asked of both tiers
-CLOSE = 0.02  # auto reads memories where the reader answers at most this much below text
 KS = (3, 5)  # recalled passages per question, as ask reads them
 _QUOTE = re.compile(r'["“]((?:[^"”\n]|\n(?!\n)){25,140}?)[,.!?]?["”]')  # one paragraph
 _NAME = re.compile(rf"(?<=[a-z,;] )(?:{TITLES}\.?\s+)?[A-Z][a-z]{{2,}}(?: [A-Z][a-z]{{2,}})?")
@@ -140,46 +137,19 @@ def measure(memory: Memory, engine: Any, teacher: taught.Teacher, student: taugh
     """Measure the engine's reader on up to `count` questions about `memory`'s facts
     whose passages are not in `learned` (every kind as evenly as they allow): the share
     `student` (memories, with the reader) and `teacher` (text) answer, on the same
-    questions; kept with the reader and returned. None where no such fact is found."""
-    from mempipe.engine.lora import Adapter
-
+    questions (taught.measure); None where no such fact is found."""
     held = facts_of.sample([f for f in facts_of.facts(memory.passages())
                             if f.passage not in learned], count)
     if not held:
         return None
-    asked = [f.asked for f in held]
-    text = taught.answers(memory, engine.fingerprint, teacher, asked, progress)
-    read = taught.ask(student, asked, progress)  # not kept: it is this reader's
-    result = {"namespace": memory.namespace, "content": taught.content(memory),
-              "n": len(held),
-              "text": round(statistics.mean(facts_of.answered(text[f.asked], f)
-                                            for f in held), 4),
-              "kv": round(statistics.mean(facts_of.answered(said, f)
-                                          for f, said in zip(held, read, strict=True)), 4)}
-    path = path_for(engine.fingerprint)
-    adapter = Adapter.load(path)
-    adapter.about["measured"] = json.dumps(result)
-    adapter.save(path)
-    return result
-
-
-def measurement(about: dict[str, str], memory: Memory) -> dict[str, Any] | None:
-    """What `measure` found of the reader that `about` describes, on `memory` as it is
-    now; None where it was not measured on it."""
-    try:
-        found = json.loads(about.get("measured", ""))
-    except ValueError:
-        return None
-    fresh = found.get("namespace") == memory.namespace and \
-        found.get("content") == taught.content(memory)
-    return found if fresh else None
+    return taught.measure(path_for(engine.fingerprint), memory, engine.fingerprint, teacher,
+                          student, "kv", held, [f.asked for f in held], progress)
 
 
 def reads_well(adapter: Any, memory: Memory) -> bool:
     """Whether `adapter` was measured on `memory` as it is now, reading its memories at
-    most `CLOSE` below its text."""
-    found = measurement(adapter.about, memory)
-    return found is not None and found["kv"] >= found["text"] - CLOSE
+    most `taught.CLOSE` below its text."""
+    return taught.as_good(adapter.about, memory, "kv")
 
 
 def _loader(blobs: list[bytes], model: str) -> Callable[[], list[Any]]:
@@ -196,7 +166,7 @@ def describe(memory: Memory) -> dict[str, Any]:
     found = []
     for path in sorted((home() / "adapters").glob("reader-*.safetensors")):
         with safe_open(str(path), framework="pt") as f:
-            if measured := measurement(f.metadata() or {}, memory):
+            if measured := taught.measurement(f.metadata() or {}, memory):
                 found.append(measured)
     latest = found[-1] if found else {}
     return {"reader_measured": latest.get("n"), "reader_kv_accuracy": latest.get("kv"),

@@ -128,14 +128,14 @@ def train_reader(namespace: str, questions: int, epochs: int, rank: int, measure
     It is then measured on NAMESPACE's held-back questions, memories against text."""
     from mempipe.agents.ask import teacher
     from mempipe.engine import get_engine
-    from mempipe.memory import Memory, reader
+    from mempipe.memory import Memory, reader, taught
 
     engine = get_engine()
     _train("the memory reader", reader.train, namespace, questions, epochs, rank,
            engine=engine, teacher=teacher(namespace, engine),
            student=teacher(namespace, engine, "kv"), measured=measure)
     memory, adapter = Memory(namespace, _store()), reader.load(engine)
-    if found := reader.measurement(adapter.about, memory):
+    if found := taught.measurement(adapter.about, memory):
         verdict = "reads" if reader.reads_well(adapter, memory) else "does not read"
         click.echo(f"measured on {found['n']} held-back questions about {namespace}: "
                    f"memories {found['kv']:.1%}, text {found['text']:.1%}, so ask --tier "
@@ -156,14 +156,26 @@ def train_reader(namespace: str, questions: int, epochs: int, rank: int, measure
 @click.option("--rank", default=16, type=COUNT, show_default=True, help="The adapter's LoRA rank.")
 def train(namespace: str, questions: int, epochs: int, steps: int | None, rank: int) -> None:
     """Train an adapter on what NAMESPACE holds, so that ask --tier params answers from it
-    with nothing recalled. Killed, it goes on from its last checkpoint when run again."""
+    with nothing recalled. Killed, it goes on from its last checkpoint when run again. It
+    is then measured on the facts it learned, asked in other words, against text."""
     from mempipe.agents.ask import teacher
     from mempipe.engine import get_engine
-    from mempipe.memory import params
+    from mempipe.memory import Memory, params, taught
 
     engine = get_engine()
     _train(f"{namespace}'s adapter", params.train, namespace, questions, epochs, rank,
-           engine=engine, teacher=teacher(namespace, engine), steps=steps)
+           engine=engine, teacher=teacher(namespace, engine),
+           student=teacher(namespace, engine, "params"), steps=steps)
+    memory = Memory(namespace, _store())
+    adapter = params.load(memory, engine)[0]
+    if found := taught.measurement(adapter.about, memory):
+        verdict = "asks it" if params.by_meaning(adapter, memory) else "does not ask it"
+        click.echo(f"measured on {found['n']} facts it learned, in other words: adapter "
+                   f"{found['params']:.1%}, text {found['text']:.1%}, so ask --tier auto "
+                   f"{verdict} questions like those it was taught", err=True)
+    else:
+        click.echo(f"not measured ({namespace} states no fact it learned), so ask --tier "
+                   "auto asks it only questions as it was taught them", err=True)
 
 
 @memory.command()
@@ -204,7 +216,7 @@ def place(namespace: str, kv_budget: str, setting: str | None, questions: int, e
         with Progress(enabled=sys.stderr.isatty()) as progress:
             placement.apply(memory, engine, chosen, teacher(namespace, engine),
                             _reporter(progress, "place"), count=questions, epochs=epochs,
-                            steps=steps)
+                            steps=steps, student=teacher(namespace, engine, "params"))
 
 
 def _size(text: str) -> int:

@@ -55,7 +55,8 @@ async def answer(question: Question, ctx: Context, adapted: tuple[str, Any],
     to a question it was taught, or one that asks the same (`taught`): it is as sure of
     what it never learned."""
     name, adapter = adapted
-    if sure and not await anyio.to_thread.run_sync(taught, adapter, question.text):
+    if sure and not await anyio.to_thread.run_sync(taught, adapter, Memory(name, Store()),
+                                                   question.text):
         ctx.note("the adapter was never taught this question, so recalled")
         return None
     result = await ctx.complete(params.PROMPT.format(question=question.text),
@@ -72,13 +73,16 @@ async def answer(question: Question, ctx: Context, adapted: tuple[str, Any],
                                                      "tier": "params"})
 
 
-def taught(adapter: Any, question: str) -> bool:
-    """Whether `adapter` was taught what `question` asks: as asked (`params.knows`), or in
-    other words: a taught question at least `params.SIMILAR` near it in meaning that asks
-    for the same kind of answer (pipes/reading.py) about the same names (the capitalised
-    words after the first: "Mrs. Darcy" is not "Mr. Darcy")."""
+def taught(adapter: Any, memory: Memory, question: str) -> bool:
+    """Whether `adapter` was taught what `question` asks: as asked (`params.knows`), or,
+    where it was measured answering other wordings as well as text (`params.by_meaning`),
+    in other words: a taught question at least `params.SIMILAR` near it in meaning that
+    asks for the same kind of answer (pipes/reading.py) about the same names (the
+    capitalised words after the first: "Mrs. Darcy" is not "Mr. Darcy")."""
     if params.knows(adapter, question):
         return True
+    if not params.by_meaning(adapter, memory):
+        return False
     likeness, like = params.nearest(adapter, question)
     return likeness >= params.SIMILAR and kind_of(question) == kind_of(like) and \
         _names(question) <= {word.lower() for word in _WORD.findall(like)}

@@ -12,7 +12,8 @@ import pytest
 from mempipe import Memory, ask
 from mempipe.agents.ask import teacher
 from mempipe.errors import StageError, UsageError
-from mempipe.memory import params, taught
+from mempipe.memory import params, questions, taught
+from mempipe.memory.taught import content as taught_content
 
 TEXT = ('"Off with his head, and be quick about it," said the Queen to the Knave. '
         'Alice looked at the Gryphon, who was asleep. "I never heard of such a thing in '
@@ -47,16 +48,45 @@ def test_auto_takes_a_question_in_other_words_for_a_taught_one_only_if_it_asks_t
         engine) -> None:
     from mempipe.agents.asking.params import taught
 
+    books = Memory("books")
+    books.remember(TEXT)
+    measured = {"namespace": "books", "content": taught_content(books), "n": 10,
+                "text": 0.5, "params": 0.5}
     adapter = engine.new_adapter(2, {"taught": "Who is Mr. Darcy?\nElizabeth walked to "
-                                               "Meryton with whom on Monday?"})
+                                               "Meryton with whom on Monday?",
+                                     "measured": json.dumps(measured)})
     for same in ("With whom did Elizabeth walk to Meryton on Monday?",
                  'Which person completes "Elizabeth walked to Meryton with ___ on Monday"?'):
-        assert params.nearest(adapter, same)[0] >= params.SIMILAR and taught(adapter, same)
+        assert params.nearest(adapter, same)[0] >= params.SIMILAR
+        assert taught(adapter, books, same), same
     for other in ("When did Elizabeth walk to Meryton?",  # near, but asks for a time
                   "Who is Mrs. Darcy?",  # near, but another name
                   "Where does Mr. Darcy live?", "Who is Mr. Bingley?", "Why?"):
-        assert not taught(adapter, other), other
+        assert not taught(adapter, books, other), other
     assert params.nearest(engine.new_adapter(2), "Who is Mr. Darcy?") == (0.0, "")
+
+
+def test_auto_asks_in_other_words_only_an_adapter_measured_answering_them_as_well_as_text(
+        engine) -> None:
+    from mempipe.agents.asking.params import taught
+
+    books = Memory("books")
+    books.remember(TEXT)
+    reworded = "With whom did Elizabeth walk to Meryton on Monday?"
+
+    def adapter_measured(**found: object) -> object:
+        return engine.new_adapter(2, {"taught": "Elizabeth walked to Meryton with whom on "
+                                                "Monday?\nWho is Mr. Darcy?",
+                                      "measured": json.dumps(found)})
+
+    fresh = {"namespace": "books", "content": taught_content(books), "n": 10}
+    assert taught(adapter_measured(**fresh, text=0.5, params=0.49), books, reworded)
+    for unlike in (adapter_measured(**fresh, text=0.5, params=0.3),  # worse than text
+                   adapter_measured(**{**fresh, "content": "changed"}, text=0, params=1),
+                   adapter_measured(**{**fresh, "namespace": "other"}, text=0, params=1),
+                   engine.new_adapter(2, {"taught": "Who is Mr. Darcy?"})):  # never measured
+        assert not taught(unlike, books, reworded)
+        assert taught(unlike, books, "who is mr. darcy")  # as taught: always
 
 
 def test_speakers_are_those_the_text_found_saying_quotes_that_it_names_as_it_does() -> None:
@@ -123,6 +153,47 @@ def test_a_question_given_its_page_is_taught_from_that_page(engine) -> None:
     params.train(books, engine, reading, epochs=1, rank=2, steps=1, questions=asked,
                  pages={asked[0]: "Alice looked at the Gryphon."})
     assert sorted(seen) == [(asked[0], "Alice looked at the Gryphon."), (asked[1], "")]
+    taught.answers(books, engine.fingerprint, reading, asked)  # recalled, not as read
+    assert seen[2:] == [(asked[0], "")]
+
+
+def test_a_trained_adapter_is_measured_on_the_facts_it_learned_in_other_words(engine) -> None:
+    books = Memory("books")
+    books.remember(TEXT)
+    found = questions.facts(books.passages())
+    answer = {f.asked: f.answer for f in found}
+    pages: list[str] = []
+
+    async def reading(question: str, page: str) -> str:  # right from the page, else lost
+        pages.append(page)
+        return answer.get(question, "the Queen") if page or question not in answer else ""
+
+    async def knowing(question: str, page: str) -> str:
+        return next(f.answer for f in found if f.reworded == question)
+
+    stages: set[str] = set()
+    params.train(books, engine, reading, count=8, epochs=1, rank=2, steps=1, student=knowing,
+                 progress=lambda stage, done, total: stages.add(stage))
+    adapter = params.load(books, engine)[0]
+    learned = [q for q in adapter.about["taught"].splitlines() if q in answer]
+    assert learned and any(q.startswith("Who said") for q in adapter.about["taught"].split("\n"))
+    assert stages == {"teacher", "training", "measuring"} and any(pages)
+    measured = taught.measurement(adapter.about, books)
+    assert measured is not None and measured["n"] == len(learned)
+    assert measured["params"] == 1.0 and measured["text"] == 0.0  # text never got it
+    assert params.by_meaning(adapter, books)
+    assert params.describe(books)["adapter_measured"] == len(learned)
+
+    async def unknowing(question: str, page: str) -> str:
+        return "nobody"
+
+    params.train(books, engine, reading, count=8, epochs=1, rank=2, steps=1,
+                 student=unknowing)
+    adapter = params.load(books, engine)[0]
+    assert taught.measurement(adapter.about, books)["params"] == 0.0
+    books.remember("The Hatter said nothing at all.")
+    assert not params.by_meaning(adapter, books)  # measured on what it no longer holds
+    assert params.describe(books)["adapter_measured"] is None
 
 
 def test_the_teacher_reads_the_page_it_is_given_instead_of_recalling(engine) -> None:

@@ -102,8 +102,8 @@ def test_an_interrupted_training_keeps_the_teachers_answers(books, engine) -> No
 def test_both_trainings_share_one_teachers_answers(books, engine) -> None:
     stages = set()
     reader.train(books, engine, teacher("books", engine), count=3, epochs=1, rank=2)
-    asked = list(taught.kept(taught.path_for("books", engine.fingerprint),
-                             taught.content(books)))
+    asked = [question for question, _ in taught.kept(
+        taught.path_for("books", engine.fingerprint), taught.content(books))]
     assert len(asked) == 3
     params.train(books, engine, teacher("books", engine), epochs=1, rank=2, questions=asked,
                  progress=lambda stage, done, total: stages.add(stage))
@@ -114,15 +114,15 @@ def test_a_reader_is_measured_against_text_and_auto_reads_memories_only_where_cl
         books, engine) -> None:
     reader.train(books, engine, teacher("books", engine), count=3, epochs=1, rank=2)
     adapter = reader.load(engine)
-    assert reader.measurement(adapter.about, books) is None  # not measured: not trusted
+    assert taught.measurement(adapter.about, books) is None  # not measured: not trusted
     assert not reader.reads_well(adapter, books)
     found = reader.measure(books, engine, teacher("books", engine),
                            teacher("books", engine, "kv"), learned=set(), count=4)
     assert found is not None and 1 <= found["n"] <= 4
     assert 0 <= found["kv"] <= 1 and 0 <= found["text"] <= 1
     adapter = reader.load(engine)  # saved again, with what was measured
-    assert reader.measurement(adapter.about, books) == found
-    assert reader.reads_well(adapter, books) == (found["kv"] >= found["text"] - reader.CLOSE)
+    assert taught.measurement(adapter.about, books) == found
+    assert reader.reads_well(adapter, books) == (found["kv"] >= found["text"] - taught.CLOSE)
     assert reader.describe(books) == {"reader_measured": found["n"],
                                       "reader_kv_accuracy": found["kv"],
                                       "reader_text_accuracy": found["text"]}
