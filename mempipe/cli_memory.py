@@ -113,6 +113,12 @@ def import_(namespace: str, file) -> None:
     click.echo(f"imported {count} passages into {namespace}", err=True)
 
 
+def _say_measured(found: dict, asked: str, label: str, tier: str, auto: str) -> None:
+    """How a trained tier answered `asked` beside text, and so what ask --tier auto does."""
+    click.echo(f"measured on {found['n']} {asked}: {label} {found[tier]:.1%}, text "
+               f"{found['text']:.1%}, so ask --tier auto {auto}", err=True)
+
+
 @memory.command("train-reader")
 @click.argument("namespace")
 @click.option("--questions", default=300, type=COUNT, show_default=True,
@@ -137,9 +143,8 @@ def train_reader(namespace: str, questions: int, epochs: int, rank: int, measure
     memory, adapter = Memory(namespace, _store()), reader.load(engine)
     if found := taught.measurement(adapter.about, memory):
         verdict = "reads" if reader.reads_well(adapter, memory) else "does not read"
-        click.echo(f"measured on {found['n']} held-back questions about {namespace}: "
-                   f"memories {found['kv']:.1%}, text {found['text']:.1%}, so ask --tier "
-                   f"auto {verdict} its memories", err=True)
+        _say_measured(found, f"held-back questions about {namespace}", "memories", "kv",
+                      f"{verdict} its memories")
     else:
         click.echo(f"not measured ({namespace} states no fact outside the passages it "
                    "learned from, or --measure 0), so ask --tier auto does not read its "
@@ -170,9 +175,8 @@ def train(namespace: str, questions: int, epochs: int, steps: int | None, rank: 
     adapter = params.load(memory, engine)[0]
     if found := taught.measurement(adapter.about, memory):
         verdict = "asks it" if params.by_meaning(adapter, memory) else "does not ask it"
-        click.echo(f"measured on {found['n']} facts it learned, in other words: adapter "
-                   f"{found['params']:.1%}, text {found['text']:.1%}, so ask --tier auto "
-                   f"{verdict} questions like those it was taught", err=True)
+        _say_measured(found, "facts it learned, in other words", "adapter", "params",
+                      f"{verdict} questions like those it was taught")
     else:
         click.echo(f"not measured ({namespace} states no fact it learned), so ask --tier "
                    "auto asks it only questions as it was taught them", err=True)
